@@ -1,0 +1,84 @@
+"""Plain data that crosses the boundary between the Matrix gateway and the rest of the bot.
+
+``bot/matrix`` converts nio's objects into these, so nothing above it ever
+sees a nio type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BotSession:
+    """A login to restore on every start (same device id ⇒ same crypto identity)."""
+
+    user_id: str
+    device_id: str
+    access_token: str
+
+
+@dataclass(frozen=True)
+class RoomEvent:
+    """One timeline event, in the order the homeserver gave it."""
+
+    event_id: str
+    room_id: str
+    sender: str
+    type: str
+    content: Mapping[str, Any]
+    origin_server_ts: int
+
+    @property
+    def body(self) -> str:
+        body = self.content.get("body")
+        return body if isinstance(body, str) else ""
+
+    @property
+    def msgtype(self) -> str:
+        msgtype = self.content.get("msgtype")
+        return msgtype if isinstance(msgtype, str) else ""
+
+    @property
+    def in_reply_to(self) -> str | None:
+        """The event this one replies to (``m.in_reply_to``), if it is well-formed."""
+        relates = self.content.get("m.relates_to")
+        if not isinstance(relates, Mapping):
+            return None
+        reply = relates.get("m.in_reply_to")
+        if not isinstance(reply, Mapping):
+            return None
+        event_id = reply.get("event_id")
+        return event_id if isinstance(event_id, str) and event_id else None
+
+
+@dataclass(frozen=True)
+class Invite:
+    room_id: str
+    inviter: str | None
+
+
+@dataclass(frozen=True)
+class SyncBatch:
+    """Everything one /sync returned, gaps filled, oldest event first per room."""
+
+    next_batch: str
+    events: list[RoomEvent] = field(default_factory=list)
+    invites: list[Invite] = field(default_factory=list)
+    initial: bool = False
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one PUT /send: sent, rate-limited, or failed (transient or not)."""
+
+    event_id: str | None = None
+    retry_after_ms: int | None = None
+    error: str | None = None
+    permanent: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.event_id is not None

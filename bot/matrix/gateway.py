@@ -1,0 +1,320 @@
+"""The Matrix side of the bot: login, the sync loop, gap filling, sending. The only nio user.
+
+nio types never leave this module: the rest of the bot receives
+``SyncBatch``/``RoomEvent`` and answers with ``SendResult``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    JoinError,
+    LoginError,
+    MessageDirection,
+    RoomMessagesError,
+    RoomSendResponse,
+    SyncError,
+    SyncResponse,
+    WhoamiError,
+)
+
+from bot.domain.backoff import Backoff
+from bot.domain.matrix_model import BotSession, Invite, RoomEvent, SendResult, SyncBatch
+
+log = logging.getLogger(__name__)
+
+NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, OSError)
+GAP_PAGE_SIZE = 100
+GAP_MAX_PAGES = 100
+
+
+class LoginFailed(RuntimeError):
+    """The homeserver rejected the bot's password: nothing to retry."""
+
+
+class GapFillFailed(RuntimeError):
+    pass
+
+
+def sync_filter(timeline_limit: int) -> dict[str, Any]:
+    """Lazy-loaded members, a generous timeline, nothing the bot does not use."""
+    return {
+        "presence": {"not_types": ["*"]},
+        "account_data": {"not_types": ["*"]},
+        "room": {
+            "timeline": {"limit": timeline_limit, "lazy_load_members": True},
+            "state": {"lazy_load_members": True},
+            "ephemeral": {"not_types": ["*"]},
+            "account_data": {"not_types": ["*"]},
+        },
+    }
+
+
+class MatrixGateway:
+    def __init__(
+        self,
+        homeserver: str,
+        user_id: str,
+        *,
+        device_name: str,
+        store_path: Path,
+        timeline_limit: int = 50,
+        sync_timeout_ms: int = 30_000,
+        backoff_max_s: float = 60.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        store_path.mkdir(parents=True, exist_ok=True)
+        self.user_id = user_id
+        self.homeserver = homeserver
+        self._device_name = device_name
+        self._client = AsyncClient(
+            homeserver,
+            user_id,
+            store_path=str(store_path),
+            config=AsyncClientConfig(
+                max_limit_exceeded=0,
+                max_timeouts=0,
+                encryption_enabled=False,
+                store_sync_tokens=False,
+                request_timeout=60,
+            ),
+        )
+        self._filter = sync_filter(timeline_limit)
+        self._sync_timeout_ms = sync_timeout_ms
+        self._backoff_max_s = backoff_max_s
+        self._sleep = sleep
+        self.requests_failed = 0
+
+    # ----------------------------------------------------------------- login
+
+    async def connect(
+        self,
+        saved: BotSession | None,
+        password: str,
+        on_new_session: Callable[[BotSession], Awaitable[None]],
+    ) -> BotSession:
+        """Restore ``saved`` (same device id) or log in once; retries while the server is down."""
+        backoff = Backoff(cap=self._backoff_max_s)
+        while True:
+            try:
+                session = await self._connect_once(saved, password)
+            except NETWORK_ERRORS as err:
+                delay = backoff.next_delay()
+                log.warning("homeserver %s unreachable (%s); retrying in %.0f s",
+                            self.homeserver, err, delay)
+                await self._sleep(delay)
+                continue
+            if session != saved:
+                await on_new_session(session)
+            return session
+
+    async def _connect_once(self, saved: BotSession | None, password: str) -> BotSession:
+        if saved is not None and saved.user_id == self.user_id:
+            self._client.restore_login(saved.user_id, saved.device_id, saved.access_token)
+            whoami = await self._client.whoami()
+            if not isinstance(whoami, WhoamiError):
+                log.info("restored session for %s, device %s", saved.user_id, saved.device_id)
+                return saved
+            if whoami.status_code not in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
+                raise OSError(f"whoami failed: {whoami}")
+            log.warning("stored access token was rejected; logging in again as device %s",
+                        saved.device_id)
+            self._client.access_token = ""
+        return await self._login(password, saved.device_id if saved else None)
+
+    async def _login(self, password: str, device_id: str | None) -> BotSession:
+        if device_id:
+            self._client.device_id = device_id
+        resp = await self._client.login(password=password, device_name=self._device_name)
+        if isinstance(resp, LoginError):
+            status = resp.transport_response.status if resp.transport_response else None
+            if status is not None and status >= 500:
+                raise OSError(f"login failed: {resp}")
+            raise LoginFailed(f"the homeserver refused the bot's login: {resp.message}")
+        log.info("logged in as %s, device %s", resp.user_id, resp.device_id)
+        return BotSession(resp.user_id, resp.device_id, resp.access_token)
+
+    # ------------------------------------------------------------------ sync
+
+    async def batches(
+        self, since: str | None, relogin: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[SyncBatch]:
+        """Yield one ``SyncBatch`` per /sync, forever; back off (capped) while failing.
+
+        The caller saves ``batch.next_batch`` once it has committed the batch; we
+        continue from it here (the batch is not re-fetched unless the process
+        restarts before it was saved).
+        """
+        backoff = Backoff(cap=self._backoff_max_s)
+        token = since
+        while True:
+            try:
+                resp = await self._client.sync(
+                    timeout=self._sync_timeout_ms if token else 0,
+                    sync_filter=self._filter,
+                    since=token,
+                )
+                if isinstance(resp, SyncError):
+                    if resp.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN") and relogin:
+                        await relogin()
+                    raise OSError(f"sync failed: {resp}")
+                assert isinstance(resp, SyncResponse)
+                batch = await self._to_batch(resp, token)
+            except (*NETWORK_ERRORS, GapFillFailed) as err:
+                self.requests_failed += 1
+                delay = backoff.next_delay()
+                log.warning("sync failed (%s); retrying in %.0f s", err or type(err).__name__,
+                            delay)
+                await self._sleep(delay)
+                continue
+            backoff.reset()
+            yield batch
+            token = batch.next_batch
+
+    async def relogin(self, password: str) -> BotSession:
+        """Log in again with the same device id (the access token was revoked)."""
+        return await self._login(password, self._client.device_id)
+
+    async def _to_batch(self, resp: SyncResponse, since: str | None) -> SyncBatch:
+        invites = [
+            Invite(room_id, _inviter(info.invite_state, self.user_id))
+            for room_id, info in resp.rooms.invite.items()
+        ]
+        if since is None:
+            # First sync ever: the present, not the past. History is not replayed.
+            return SyncBatch(resp.next_batch, [], invites, initial=True)
+        events: list[RoomEvent] = []
+        for room_id, room in resp.rooms.join.items():
+            raw = [
+                ev.source
+                for ev in room.timeline.events
+                if isinstance(getattr(ev, "source", None), dict)
+            ]
+            if room.timeline.limited and room.timeline.prev_batch:
+                gap = await self._fill_gap(room_id, room.timeline.prev_batch, since)
+                raw = _merge(gap, raw)
+            events.extend(self._room_events(room_id, raw))
+        return SyncBatch(resp.next_batch, events, invites)
+
+    async def _fill_gap(self, room_id: str, start: str, since: str) -> list[dict[str, Any]]:
+        """Fetch, oldest first, the events a limited timeline left out."""
+        collected: list[dict[str, Any]] = []
+        token = start
+        for _ in range(GAP_MAX_PAGES):
+            resp = await self._client.room_messages(
+                room_id, start=token, end=since, direction=MessageDirection.back,
+                limit=GAP_PAGE_SIZE,
+            )
+            if isinstance(resp, RoomMessagesError):
+                raise GapFillFailed(f"/messages in {room_id}: {resp}")
+            collected.extend(ev.source for ev in resp.chunk if isinstance(ev.source, dict))
+            if not resp.chunk or not resp.end or resp.end == token:
+                break
+            token = resp.end
+        else:
+            log.error("gap in %s longer than %d events; older ones were not fetched",
+                      room_id, GAP_PAGE_SIZE * GAP_MAX_PAGES)
+        collected.reverse()
+        log.info("filled a gap of %d events in %s", len(collected), room_id)
+        return collected
+
+    def _room_events(self, room_id: str, raw: list[dict[str, Any]]) -> list[RoomEvent]:
+        """Drop the bot's own events and everything before the bot joined the room."""
+        start = 0
+        for index, ev in enumerate(raw):
+            if _is_own_join(ev, self.user_id):
+                start = index + 1
+        events = []
+        for ev in raw[start:]:
+            converted = _convert(room_id, ev)
+            if converted is not None and converted.sender != self.user_id:
+                events.append(converted)
+        return events
+
+    # -------------------------------------------------------------- actions
+
+    async def join(self, room_id: str) -> bool:
+        try:
+            resp = await self._client.join(room_id)
+        except NETWORK_ERRORS as err:
+            log.warning("joining %s failed: %s", room_id, err)
+            return False
+        if isinstance(resp, JoinError):
+            log.warning("joining %s failed: %s", room_id, resp)
+            return False
+        log.info("joined %s", room_id)
+        return True
+
+    async def send_event(
+        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
+    ) -> SendResult:
+        """One PUT /send with our transaction id; never raises for server or network trouble."""
+        try:
+            resp = await self._client.room_send(room_id, event_type, content, tx_id=txn_id)
+        except NETWORK_ERRORS as err:
+            return SendResult(error=f"network: {err or type(err).__name__}")
+        if isinstance(resp, RoomSendResponse):
+            return SendResult(event_id=resp.event_id)
+        status = resp.transport_response.status if resp.transport_response else None
+        if status == 429 or resp.status_code == "M_LIMIT_EXCEEDED":
+            return SendResult(retry_after_ms=resp.retry_after_ms or 1000, error=str(resp))
+        permanent = status is not None and 400 <= status < 500
+        return SendResult(error=f"{status} {resp}", permanent=permanent)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _is_own_join(ev: dict[str, Any], user_id: str) -> bool:
+    if ev.get("type") != "m.room.member" or ev.get("state_key") != user_id:
+        return False
+    content = ev.get("content") or {}
+    if content.get("membership") != "join":
+        return False
+    prev = ((ev.get("unsigned") or {}).get("prev_content") or {}).get("membership")
+    return prev != "join"
+
+
+def _convert(room_id: str, ev: dict[str, Any]) -> RoomEvent | None:
+    event_id, sender, etype = ev.get("event_id"), ev.get("sender"), ev.get("type")
+    content = ev.get("content")
+    if not (isinstance(event_id, str) and isinstance(sender, str) and isinstance(etype, str)):
+        return None
+    ts = ev.get("origin_server_ts")
+    return RoomEvent(
+        event_id=event_id,
+        room_id=room_id,
+        sender=sender,
+        type=etype,
+        content=content if isinstance(content, dict) else {},
+        origin_server_ts=ts if isinstance(ts, int) else 0,
+    )
+
+
+def _merge(older: list[dict[str, Any]], newer: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[Any] = set()
+    merged = []
+    for ev in [*older, *newer]:
+        key = ev.get("event_id")
+        if key in seen:
+            continue
+        seen.add(key)
+        merged.append(ev)
+    return merged
+
+
+def _inviter(invite_state: list[Any], user_id: str) -> str | None:
+    for ev in invite_state:
+        source = getattr(ev, "source", None)
+        if isinstance(source, dict) and source.get("state_key") == user_id:
+            sender = source.get("sender")
+            return sender if isinstance(sender, str) else None
+    return None

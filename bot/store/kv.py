@@ -1,0 +1,22 @@
+"""Small key-value settings: the sync token, the transaction-id prefix, …"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+SYNC_TOKEN = "sync.next_batch"
+TXN_PREFIX = "outbox.txn_prefix"
+
+
+async def get(conn: aiosqlite.Connection, key: str) -> str | None:
+    cur = await conn.execute("SELECT value FROM kv WHERE key = ?", (key,))
+    row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
+async def put(conn: aiosqlite.Connection, key: str, value: str) -> None:
+    await conn.execute(
+        "INSERT INTO kv (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
