@@ -80,9 +80,7 @@ class App:
             )
             tasks = {
                 asyncio.create_task(worker.run(), name="outbox"),
-                asyncio.create_task(
-                    self._sync_loop(gateway, pipeline, worker, since), name="sync"
-                ),
+                asyncio.create_task(self._sync_loop(gateway, pipeline, worker, since), name="sync"),
             }
             stopper = asyncio.create_task(stop.wait(), name="stop")
             done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)

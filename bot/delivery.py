@@ -125,9 +125,7 @@ class OutboxWorker:
     async def _deliver(self, row: outbox.OutboxRow) -> Literal["sent", "parked", "retry"]:
         txn_id = f"{self._prefix}-{row.id}"
         while True:
-            result = await self._sender.send_event(
-                row.room_id, row.event_type, row.content, txn_id
-            )
+            result = await self._sender.send_event(row.room_id, row.event_type, row.content, txn_id)
             if result.ok:
                 assert result.event_id is not None
                 async with self._db.transaction() as conn:
@@ -146,8 +144,12 @@ class OutboxWorker:
         async with self._db.transaction() as conn:
             await outbox.record_attempt(conn, row.id, result.error or "", give_up=give_up)
         if give_up:
-            log.error("gave up on outbox row %d for %s after %d attempts", row.id, row.room_id,
-                      row.attempts + 1)
+            log.error(
+                "gave up on outbox row %d for %s after %d attempts",
+                row.id,
+                row.room_id,
+                row.attempts + 1,
+            )
             return "parked"
         return "retry"
 

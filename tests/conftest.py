@@ -101,8 +101,9 @@ def make_bot(tmp_path: Path) -> Iterator[Callable[..., BotUnderTest]]:
         process.stop()
 
 
-async def room_with_bot(user: TestUser, bot_user_id: str, *, invite: list[str] | None = None
-                        ) -> str:
+async def room_with_bot(
+    user: TestUser, bot_user_id: str, *, invite: list[str] | None = None
+) -> str:
     """A room created by ``user`` with the bot invited; returns once the bot has joined."""
     from tests.support.matrix_client import wait_until
 

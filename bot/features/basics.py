@@ -33,12 +33,12 @@ def register(registry: CommandRegistry) -> None:
             spec = ctx.registry.get(verb)
             if spec is None or not spec.allowed(ctx.roles):
                 await ctx.reply(
-                    "help.unknown", verb=verb, prefix=ctx.prefix,
+                    "help.unknown",
+                    verb=verb,
+                    prefix=ctx.prefix,
                 )
                 return
-            await ctx.reply(
-                "help.one", usage=spec.usage_line(ctx.prefix), text=spec.help[ctx.lang]
-            )
+            await ctx.reply("help.one", usage=spec.usage_line(ctx.prefix), text=spec.help[ctx.lang])
             return
         commands = [
             {"usage": spec.usage_line(ctx.prefix), "text": spec.help[ctx.lang]}

@@ -108,8 +108,12 @@ class MatrixGateway:
                 session = await self._connect_once(saved, password)
             except NETWORK_ERRORS as err:
                 delay = backoff.next_delay()
-                log.warning("homeserver %s unreachable (%s); retrying in %.0f s",
-                            self.homeserver, err, delay)
+                log.warning(
+                    "homeserver %s unreachable (%s); retrying in %.0f s",
+                    self.homeserver,
+                    err,
+                    delay,
+                )
                 await self._sleep(delay)
                 continue
             if session != saved:
@@ -125,8 +129,9 @@ class MatrixGateway:
                 return saved
             if whoami.status_code not in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
                 raise OSError(f"whoami failed: {whoami}")
-            log.warning("stored access token was rejected; logging in again as device %s",
-                        saved.device_id)
+            log.warning(
+                "stored access token was rejected; logging in again as device %s", saved.device_id
+            )
             self._client.access_token = ""
         return await self._login(password, saved.device_id if saved else None)
 
@@ -165,14 +170,15 @@ class MatrixGateway:
                 if isinstance(resp, SyncError):
                     if resp.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN") and relogin:
                         await relogin()
-                    raise OSError(f"sync failed: {resp}")
+                    raise OSError(_describe_error(resp))
                 assert isinstance(resp, SyncResponse)
                 batch = await self._to_batch(resp, token)
             except (*NETWORK_ERRORS, GapFillFailed) as err:
                 self.requests_failed += 1
                 delay = backoff.next_delay()
-                log.warning("sync failed (%s); retrying in %.0f s", err or type(err).__name__,
-                            delay)
+                log.warning(
+                    "sync failed (%s); retrying in %.0f s", err or type(err).__name__, delay
+                )
                 await self._sleep(delay)
                 continue
             backoff.reset()
@@ -198,10 +204,13 @@ class MatrixGateway:
                 for ev in room.timeline.events
                 if isinstance(getattr(ev, "source", None), dict)
             ]
-            if room.timeline.limited and room.timeline.prev_batch:
+            joined_now = any(_is_own_join(ev, self.user_id) for ev in raw)
+            # A room the bot has just joined has no gap worth fetching: what came before
+            # the join is not ours to handle.
+            if room.timeline.limited and room.timeline.prev_batch and not joined_now:
                 gap = await self._fill_gap(room_id, room.timeline.prev_batch, since)
                 raw = _merge(gap, raw)
-            events.extend(self._room_events(room_id, raw))
+            events.extend(events_to_handle(room_id, raw, self.user_id))
         return SyncBatch(resp.next_batch, events, invites)
 
     async def _fill_gap(self, room_id: str, start: str, since: str) -> list[dict[str, Any]]:
@@ -210,7 +219,10 @@ class MatrixGateway:
         token = start
         for _ in range(GAP_MAX_PAGES):
             resp = await self._client.room_messages(
-                room_id, start=token, end=since, direction=MessageDirection.back,
+                room_id,
+                start=token,
+                end=since,
+                direction=MessageDirection.back,
                 limit=GAP_PAGE_SIZE,
             )
             if isinstance(resp, RoomMessagesError):
@@ -220,24 +232,14 @@ class MatrixGateway:
                 break
             token = resp.end
         else:
-            log.error("gap in %s longer than %d events; older ones were not fetched",
-                      room_id, GAP_PAGE_SIZE * GAP_MAX_PAGES)
+            log.error(
+                "gap in %s longer than %d events; older ones were not fetched",
+                room_id,
+                GAP_PAGE_SIZE * GAP_MAX_PAGES,
+            )
         collected.reverse()
         log.info("filled a gap of %d events in %s", len(collected), room_id)
         return collected
-
-    def _room_events(self, room_id: str, raw: list[dict[str, Any]]) -> list[RoomEvent]:
-        """Drop the bot's own events and everything before the bot joined the room."""
-        start = 0
-        for index, ev in enumerate(raw):
-            if _is_own_join(ev, self.user_id):
-                start = index + 1
-        events = []
-        for ev in raw[start:]:
-            converted = _convert(room_id, ev)
-            if converted is not None and converted.sender != self.user_id:
-                events.append(converted)
-        return events
 
     # -------------------------------------------------------------- actions
 
@@ -271,6 +273,28 @@ class MatrixGateway:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def events_to_handle(room_id: str, raw: list[dict[str, Any]], user_id: str) -> list[RoomEvent]:
+    """Drop the bot's own events and everything before the bot (last) joined the room."""
+    start = 0
+    for index, ev in enumerate(raw):
+        if _is_own_join(ev, user_id):
+            start = index + 1
+    events = []
+    for ev in raw[start:]:
+        converted = _convert(room_id, ev)
+        if converted is not None and converted.sender != user_id:
+            events.append(converted)
+    return events
+
+
+def _describe_error(resp: Any) -> str:
+    """``HTTP 502 M_UNKNOWN: Bad Gateway`` from a nio error response."""
+    transport = getattr(resp, "transport_response", None)
+    status = getattr(transport, "status", None)
+    parts = [f"HTTP {status}" if status else "no response", resp.status_code or "", resp.message]
+    return " ".join(str(p) for p in parts if p)
 
 
 def _is_own_join(ev: dict[str, Any], user_id: str) -> bool:

@@ -51,9 +51,7 @@ class SqlAuditLog:
         room_id: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        await audit.record(
-            self._conn, actor, action, target=target, room_id=room_id, detail=detail
-        )
+        await audit.record(self._conn, actor, action, target=target, room_id=room_id, detail=detail)
 
 
 class TxStatusProbe:

@@ -39,8 +39,7 @@ async def record(
 
 async def recent(conn: aiosqlite.Connection, limit: int = 50) -> list[AuditEntry]:
     cur = await conn.execute(
-        "SELECT at, actor, action, target, room_id, detail FROM audit_log"
-        " ORDER BY id DESC LIMIT ?",
+        "SELECT at, actor, action, target, room_id, detail FROM audit_log ORDER BY id DESC LIMIT ?",
         (limit,),
     )
     return [

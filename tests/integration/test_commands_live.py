@@ -17,8 +17,9 @@ async def reply_to(user: TestUser, room_id: str, bot_id: str, event_id: str) -> 
     found: list[dict[str, object]] = []
 
     async def arrived() -> bool:
-        found[:] = [ev for ev in await user.replies_from(room_id, bot_id)
-                    if reply_target(ev) == event_id]
+        found[:] = [
+            ev for ev in await user.replies_from(room_id, bot_id) if reply_target(ev) == event_id
+        ]
         return bool(found)
 
     await wait_until(arrived, timeout=30, what=f"the bot's reply to {event_id}")
@@ -48,13 +49,15 @@ async def test_resident_gets_ping_help_and_a_recorded_refusal(
         fullwidth = await res.send_text(room, "！PING")
         assert "pong" in body_of(await reply_to(res, room, bot.user_id, fullwidth))
 
-        resident_help = body_of(await reply_to(res, room, bot.user_id,
-                                               await res.send_text(room, "!help")))
+        resident_help = body_of(
+            await reply_to(res, room, bot.user_id, await res.send_text(room, "!help"))
+        )
         assert "!ping" in resident_help and "!help" in resident_help
         assert "!status" not in resident_help
 
-        officer_help = body_of(await reply_to(off, room, bot.user_id,
-                                              await off.send_text(room, "!help")))
+        officer_help = body_of(
+            await reply_to(off, room, bot.user_id, await off.send_text(room, "!help"))
+        )
         assert "!status" in officer_help
 
         refused = await res.send_text(room, "!status")
@@ -65,8 +68,9 @@ async def test_resident_gets_ping_help_and_a_recorded_refusal(
         )
         assert rows == [(resident.user_id, "command.refused", "status", room)]
 
-        status = body_of(await reply_to(off, room, bot.user_id,
-                                        await off.send_text(room, "!status")))
+        status = body_of(
+            await reply_to(off, room, bot.user_id, await off.send_text(room, "!status"))
+        )
         assert "events handled" in status
 
         typo = body_of(await reply_to(res, room, bot.user_id, await res.send_text(room, "!pnig")))

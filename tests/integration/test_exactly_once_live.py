@@ -13,8 +13,9 @@ from tests.support.matrix_client import TestUser, reply_target, wait_until
 pytestmark = pytest.mark.integration
 
 
-async def wait_for_replies(user: TestUser, room: str, bot_id: str, expected: int,
-                           timeout: float = 120) -> list[str | None]:
+async def wait_for_replies(
+    user: TestUser, room: str, bot_id: str, expected: int, timeout: float = 120
+) -> list[str | None]:
     targets: list[str | None] = []
 
     async def enough() -> bool:

@@ -12,7 +12,7 @@ from localhs import Homeserver, free_port
 
 from tests.conftest import BotUnderTest, register, room_with_bot
 from tests.support.matrix_client import reply_target, wait_until
-from tests.support.proxy import CountingProxy
+from tests.support.proxy import ThreadedProxy
 
 pytestmark = pytest.mark.integration
 
@@ -23,8 +23,12 @@ def own_homeserver(tmp_path: Path, synapse_python: Path) -> Iterator[Callable[..
     servers: list[Homeserver] = []
 
     def make(**kwargs: object) -> Homeserver:
-        hs = Homeserver(tmp_path / f"hs{len(servers)}", port=free_port(),
-                        synapse_python=synapse_python, **kwargs)  # type: ignore[arg-type]
+        hs = Homeserver(
+            tmp_path / f"hs{len(servers)}",
+            port=free_port(),
+            synapse_python=synapse_python,
+            **kwargs,
+        )  # type: ignore[arg-type]
         servers.append(hs)
         hs.start()
         return hs
@@ -38,8 +42,8 @@ async def test_homeserver_outage_backs_off_and_recovers(
     own_homeserver: Callable[..., Homeserver], make_bot: Callable[..., BotUnderTest]
 ) -> None:
     hs = own_homeserver()
-    proxy = CountingProxy(upstream_port=hs.port)
-    await proxy.start()
+    proxy = ThreadedProxy(upstream_port=hs.port)
+    proxy.start()
     try:
         bot = make_bot(hs, homeserver_url=proxy.url)
         resident = register(hs, "resident")
@@ -61,13 +65,14 @@ async def test_homeserver_outage_backs_off_and_recovers(
             after = await res.send_text(room, "!ping after the outage")
 
             async def answered() -> bool:
-                return any(reply_target(ev) == after
-                           for ev in await res.replies_from(room, bot.user_id))
+                return any(
+                    reply_target(ev) == after for ev in await res.replies_from(room, bot.user_id)
+                )
 
             await wait_until(answered, timeout=60, what="a reply after recovery")
             assert bot.process.proc is not None and bot.process.proc.poll() is None
     finally:
-        await proxy.stop()
+        proxy.stop()
 
 
 async def test_rate_limited_burst_of_replies_all_arrive_in_order(

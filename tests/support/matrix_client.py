@@ -71,15 +71,26 @@ class TestUser:
                     continue
                 return resp.status, data or {}
 
-    async def ok(self, method: str, path: str, body: dict[str, Any] | None = None,
-                 params: dict[str, str] | None = None) -> dict[str, Any]:
+    async def ok(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         status, data = await self.request(method, path, body, params)
         if status != 200:
             raise MatrixError(status, data)
         return data
 
-    async def create_room(self, *, name: str | None = None, invite: list[str] | None = None,
-                          preset: str = "private_chat", is_direct: bool = False) -> str:
+    async def create_room(
+        self,
+        *,
+        name: str | None = None,
+        invite: list[str] | None = None,
+        preset: str = "private_chat",
+        is_direct: bool = False,
+    ) -> str:
         body: dict[str, Any] = {"preset": preset, "invite": invite or [], "is_direct": is_direct}
         if name:
             body["name"] = name
@@ -98,7 +109,8 @@ class TestUser:
         txn = f"t{time.time_ns()}-{next(_txn)}-{uuid.uuid4().hex[:6]}"
         content = {"msgtype": "m.text", "body": body, **extra}
         data = await self.ok(
-            "PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{txn}",
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{txn}",
             content,
         )
         return str(data["event_id"])
@@ -129,8 +141,10 @@ class TestUser:
     async def replies_from(self, room_id: str, sender: str) -> list[dict[str, Any]]:
         """Messages ``sender`` posted in the room that reply to another event, oldest first."""
         return [
-            ev for ev in await self.messages(room_id)
-            if ev.get("sender") == sender and ev.get("type") == "m.room.message"
+            ev
+            for ev in await self.messages(room_id)
+            if ev.get("sender") == sender
+            and ev.get("type") == "m.room.message"
             and reply_target(ev) is not None
         ]
 
@@ -142,7 +156,10 @@ def reply_target(event: dict[str, Any]) -> str | None:
 
 
 async def wait_until(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 30, interval: float = 0.2,
+    check: Callable[[], Awaitable[bool]],
+    *,
+    timeout: float = 30,
+    interval: float = 0.2,
     what: str = "condition",
 ) -> None:
     """Poll ``check`` until it is true; fail the test with ``what`` on timeout."""
@@ -153,3 +170,18 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def login(homeserver: str, user: str, password: str) -> TestUser:
+    """Log in with a password (as Element would) and return a client for that session."""
+    async with aiohttp.ClientSession() as http:
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user},
+            "password": password,
+        }
+        async with http.post(f"{homeserver}/_matrix/client/v3/login", json=body) as resp:
+            data = await resp.json()
+            if resp.status != 200:
+                raise MatrixError(resp.status, data)
+    return TestUser(homeserver, str(data["user_id"]), str(data["access_token"]))

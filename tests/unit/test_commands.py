@@ -30,7 +30,11 @@ def test_fullwidth_prefix_and_ideographic_space_are_accepted() -> None:
 
 def test_quotes_of_every_kind_group_words_including_chinese() -> None:
     assert tokenize('"Hongqiao Xincheng" “南门 保安” 「三号楼」 x') == [
-        "Hongqiao Xincheng", "南门 保安", "三号楼", "x"]
+        "Hongqiao Xincheng",
+        "南门 保安",
+        "三号楼",
+        "x",
+    ]
 
 
 def test_key_value_with_quoted_value_stays_one_token() -> None:

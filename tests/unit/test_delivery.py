@@ -23,8 +23,9 @@ class FakeHomeserver:
         self.timeline: dict[str, list[str]] = {}
         self._by_txn: dict[str, str] = {}
 
-    async def send_event(self, room_id: str, event_type: str, content: dict[str, Any],
-                         txn_id: str) -> SendResult:
+    async def send_event(
+        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
+    ) -> SendResult:
         self.calls.append((room_id, txn_id))
         if self.script:
             result = self.script.pop(0)
@@ -125,8 +126,9 @@ async def test_a_slow_room_does_not_hold_up_another(db: Database) -> None:
     release = asyncio.Event()
 
     class Slow(FakeHomeserver):
-        async def send_event(self, room_id: str, event_type: str, content: dict[str, Any],
-                             txn_id: str) -> SendResult:
+        async def send_event(
+            self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
+        ) -> SendResult:
             if room_id == "!slow":
                 await release.wait()
             return await super().send_event(room_id, event_type, content, txn_id)

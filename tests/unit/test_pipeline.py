@@ -23,8 +23,14 @@ RESIDENT = "@li:example.org"
 
 
 def message(body: str, sender: str = RESIDENT, event_id: str = "$1", **content: Any) -> RoomEvent:
-    return RoomEvent(event_id, "!room:x", sender, "m.room.message",
-                     {"msgtype": "m.text", "body": body, **content}, origin_server_ts=1_000)
+    return RoomEvent(
+        event_id,
+        "!room:x",
+        sender,
+        "m.room.message",
+        {"msgtype": "m.text", "body": body, **content},
+        origin_server_ts=1_000,
+    )
 
 
 @pytest.fixture
@@ -34,12 +40,18 @@ async def db() -> AsyncIterator[Database]:
     await database.close()
 
 
-def pipeline(db: Database, registry: CommandRegistry | None = None,
-             language: str = "en") -> EventPipeline:
+def pipeline(
+    db: Database, registry: CommandRegistry | None = None, language: str = "en"
+) -> EventPipeline:
     return EventPipeline(
-        db, registry or build_registry(), RuntimeInfo("http://hs", time.time()),
-        prefix="!", language=language,  # type: ignore[arg-type]
-        officers={OFFICER}, supervisors=set(), clock=lambda: 1_250,
+        db,
+        registry or build_registry(),
+        RuntimeInfo("http://hs", time.time()),
+        prefix="!",
+        language=language,  # type: ignore[arg-type]
+        officers={OFFICER},
+        supervisors=set(),
+        clock=lambda: 1_250,
     )
 
 
@@ -98,7 +110,7 @@ async def test_wrong_arguments_get_the_usage_line(db: Database) -> None:
 async def test_unclosed_quote_gets_a_clear_answer(db: Database) -> None:
     await pipeline(db).handle(message('!help "ping'))
     [row] = await queued(db)
-    assert "quote \" is not closed" in row.content["body"]
+    assert 'quote " is not closed' in row.content["body"]
 
 
 async def test_replies_follow_the_configured_language(db: Database) -> None:

@@ -11,8 +11,9 @@ def test_both_languages_define_the_same_keys() -> None:
 
 
 def test_user_supplied_values_are_escaped_in_html_but_kept_in_plain_text() -> None:
-    msg = render.render("en", "command.unknown", prefix="!", verb="<img src=x onerror=1>",
-                        suggestion=None)
+    msg = render.render(
+        "en", "command.unknown", prefix="!", verb="<img src=x onerror=1>", suggestion=None
+    )
     assert msg.html is not None
     assert "<img" not in msg.html and "&lt;img src=x onerror=1&gt;" in msg.html
     assert "<img src=x onerror=1>" in msg.body

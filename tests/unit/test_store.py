@@ -62,9 +62,19 @@ async def test_a_failed_transaction_leaves_nothing_behind() -> None:
 async def test_audit_rows_keep_who_what_and_detail() -> None:
     db = await Database.open(":memory:")
     async with db.transaction() as conn:
-        await audit.record(conn, "@r:x", "command.refused", target="status", room_id="!r",
-                           detail={"needs": ["officer"]})
+        await audit.record(
+            conn,
+            "@r:x",
+            "command.refused",
+            target="status",
+            room_id="!r",
+            detail={"needs": ["officer"]},
+        )
         [entry] = await audit.recent(conn)
     assert (entry.actor, entry.action, entry.target, entry.detail) == (
-        "@r:x", "command.refused", "status", {"needs": ["officer"]})
+        "@r:x",
+        "command.refused",
+        "status",
+        {"needs": ["officer"]},
+    )
     await db.close()

@@ -1,0 +1,283 @@
+"""``config.yaml`` as pydantic models.
+
+* unknown keys are errors (``extra="forbid"``), with the closest valid key suggested;
+* secrets are ``SecretStr`` and every one of them can come from the environment
+  instead: ``NEIGHBORWATCH_`` + its path in upper case, e.g. ``bot.password`` →
+  ``NEIGHBORWATCH_BOT_PASSWORD``;
+* errors name the key, the bad value and what is allowed, one line each.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+ENV_PREFIX = "NEIGHBORWATCH_"
+_MXID = re.compile(r"^@[^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+class ConfigError(Exception):
+    """The config file is missing, unreadable or invalid; ``lines`` says what and where."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _matrix_id(value: str) -> str:
+    if not _MXID.match(value):
+        raise ValueError("not a Matrix user id; write it like @name:server.example")
+    return value
+
+
+_NOT_A_ZONE = "not an IANA time zone name; use one like Asia/Shanghai or Europe/Berlin"
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(_NOT_A_ZONE) from None
+    if value not in available_timezones() and value != "UTC":
+        raise ValueError(_NOT_A_ZONE)
+    return value
+
+
+MatrixId = Annotated[str, AfterValidator(_matrix_id)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HomeserverConfig(_Section):
+    url: str = Field(description="client-server API base URL of the bot's homeserver")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("not a URL; write it like http://127.0.0.1:8008")
+        return value.rstrip("/")
+
+
+class BotAccount(_Section):
+    user_id: MatrixId
+    password: SecretStr | None = Field(
+        default=None,
+        description="used once to log in (and again only if the token is revoked)",
+    )
+    device_name: str = "neighborwatch"
+
+
+class Station(_Section):
+    id: str
+    name: str
+    district: str | None = None
+    officers: list[MatrixId] = Field(default_factory=list)
+    supervisors: list[MatrixId] = Field(default_factory=list)
+
+    @field_validator("id", "district")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if value is not None and not _SLUG.match(value):
+            raise ValueError("not allowed; use lower-case letters, digits and '-' (≤ 32)")
+        return value
+
+
+class SyncConfig(_Section):
+    timeline_limit: int = Field(default=50, ge=50, le=1000)
+    timeout_ms: int = Field(default=30_000, ge=0, le=120_000)
+    backoff_max_s: float = Field(default=60.0, gt=0, le=600)
+
+
+class OutboxConfig(_Section):
+    concurrency: int = Field(default=8, ge=1, le=64)
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(_Section):
+    homeserver: HomeserverConfig
+    bot: BotAccount
+    data_dir: Path = Path("data")
+    language: Literal["zh", "en"] = "zh"
+    timezone: TimeZoneName = "Asia/Shanghai"
+    command_prefix: str = "!"
+    stations: list[Station] = Field(default_factory=list)
+    sync: SyncConfig = SyncConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("command_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if len(value) != 1 or value.isalnum() or value.isspace():
+            raise ValueError("not allowed; use one punctuation character such as ! or .")
+        return value
+
+    @field_validator("stations")
+    @classmethod
+    def _unique_stations(cls, stations: list[Station]) -> list[Station]:
+        ids = [station.id for station in stations]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"station ids must be unique; used twice: {', '.join(twice)}")
+        return stations
+
+    def officers(self) -> set[str]:
+        return {user for station in self.stations for user in station.officers}
+
+    def supervisors(self) -> set[str]:
+        return {user for station in self.stations for user in station.supervisors}
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, apply environment overrides for secrets, validate.
+
+    A relative ``data_dir`` is taken relative to the config file's folder, so the
+    bot finds its data wherever it is started from.
+    """
+    env = os.environ if environ is None else environ
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{file}: no such file (copy config.example.yaml to start)"]) from None
+    except OSError as err:
+        raise ConfigError([f"{file}: cannot read: {err.strerror}"]) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError([f"{file}{where}: not valid YAML"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{file}: the top level must be a mapping of keys to values"])
+    _apply_secret_overrides(raw, Config, env)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError([_describe(e) for e in err.errors()]) from None
+    if not config.data_dir.is_absolute():
+        config = config.model_copy(update={"data_dir": (file.parent / config.data_dir).resolve()})
+    return config
+
+
+def secret_env_names(model: type[BaseModel] = Config, prefix: tuple[str, ...] = ()) -> list[str]:
+    """Every environment variable that can supply a secret (documented in the README)."""
+    names: list[str] = []
+    for name, field in model.model_fields.items():
+        path = (*prefix, name)
+        sub = _submodel(field.annotation)
+        if sub is not None:
+            names.extend(secret_env_names(sub, path))
+        elif _is_secret(field.annotation):
+            names.append(ENV_PREFIX + "_".join(path).upper())
+    return names
+
+
+def _apply_secret_overrides(
+    raw: dict[str, Any],
+    model: type[BaseModel],
+    env: Mapping[str, str],
+    prefix: tuple[str, ...] = (),
+) -> None:
+    for name, field in model.model_fields.items():
+        path = (*prefix, name)
+        sub = _submodel(field.annotation)
+        if sub is not None:
+            child = raw.get(name)
+            if child is None and any(
+                n.startswith(ENV_PREFIX + "_".join(path).upper() + "_") and n in env
+                for n in secret_env_names(sub, path)
+            ):
+                child = raw[name] = {}
+            if isinstance(child, dict):
+                _apply_secret_overrides(child, sub, env, path)
+        elif _is_secret(field.annotation):
+            value = env.get(ENV_PREFIX + "_".join(path).upper())
+            if value:
+                raw[name] = value
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return SecretStr in typing.get_args(annotation)
+    return False
+
+
+def _describe(error: Any) -> str:
+    """One line: the key, the bad value, what is allowed (secret values are never shown)."""
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key{_suggest(loc)}"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    secret_path = ENV_PREFIX + "_".join(p for p in loc if not p.isdigit()).upper()
+    if isinstance(value, dict | list) or secret_path in secret_env_names():
+        return f"{key}: {message}"
+    return f"{key}: {value!r} — {message}"
+
+
+def _suggest(loc: list[str]) -> str:
+    """For a typo'd key, name the closest key the section does accept."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return ""
+        annotation = field.annotation
+        args = typing.get_args(annotation)
+        sub = _submodel(annotation) or next((a for a in args if _submodel(a)), None)
+        if sub is None:
+            return ""
+        model = sub
+    match = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
+    allowed = ", ".join(model.model_fields)
+    if match:
+        return f" (did you mean {match[0]!r}?)"
+    return f" (allowed here: {allowed})"
+
+
+def render_effective_config(config: Config) -> str:
+    """The config as the bot will use it, defaults filled in, secrets redacted."""
+    data = config.model_dump(mode="json")
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
