@@ -1,36 +1,45 @@
-"""Composition root: builds the database, the Matrix gateway, the pipeline and the outbox
-worker from the config, and owns their start and stop."""
+"""Composition root: builds the database, the Matrix gateway, the features, the pipeline and
+the outbox worker from the config, and owns their start and stop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from contextlib import suppress
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager, suppress
+from typing import Any
 
-from bot.commands import CommandRegistry
+import aiosqlite
+
 from bot.config import Config
-from bot.delivery import OutboxWorker, txn_prefix
-from bot.domain.backoff import Backoff
-from bot.domain.matrix_model import BotSession, Invite, SyncBatch
-from bot.features import basics
+from bot.delivery import Hook, OutboxWorker, Outcome, txn_prefix
+from bot.domain.matrix_model import BotSession, SyncBatch
+from bot.features import basics, invites, membership, onboarding, rooms
+from bot.features.context import Deps
 from bot.features.ports import RuntimeInfo
+from bot.features.registry import FeatureHook, Features
 from bot.matrix.gateway import MatrixGateway
-from bot.pipeline import EventPipeline
+from bot.pipeline import EventPipeline, make_deps
 from bot.store import kv, session
+from bot.store import reconcile as reconcile_queue
+from bot.store.clock import now_ms
 from bot.store.db import Database
 
 log = logging.getLogger(__name__)
 
 DB_FILE = "neighborwatch.db"
-JOIN_ATTEMPTS = 6
 SHUTDOWN_DRAIN_S = 3.0
+RECONCILE_POLL_S = 30.0
 
 
-def build_registry() -> CommandRegistry:
-    registry = CommandRegistry()
-    basics.register(registry)
-    return registry
+def build_features() -> Features:
+    features = Features()
+    basics.register(features)
+    rooms.register(features)
+    onboarding.register(features)
+    membership.register(features)
+    return features
 
 
 class App:
@@ -40,13 +49,36 @@ class App:
         self.ready = asyncio.Event()
         self._password = config.bot.password.get_secret_value() if config.bot.password else ""
         self._db: Database | None = None
+        self._worker: OutboxWorker | None = None
+        self._reconcile_wake = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def db(self) -> Database:
+        assert self._db is not None
+        return self._db
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Deps]:
+        """A unit of work for background tasks; what it queues is sent after it commits."""
+        async with self.db.transaction() as conn:
+            yield make_deps(conn, self.config, now_ms())
+        if self._worker is not None:
+            self._worker.wake()
+
+    def _hooks(self, features: Features) -> dict[str, Hook]:
+        def adapt(hook: FeatureHook) -> Hook:
+            async def run(conn: aiosqlite.Connection, args: dict[str, Any], out: Outcome) -> None:
+                await hook(make_deps(conn, self.config, now_ms()), args, out)
+
+            return run
+
+        return {name: adapt(hook) for name, hook in features.hooks.items()}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (or a component fails); always closes what it opened."""
         cfg = self.config
-        db = await Database.open(cfg.data_dir / DB_FILE)
-        self._db = db
+        self._db = db = await Database.open(cfg.data_dir / DB_FILE)
         gateway = MatrixGateway(
             cfg.homeserver.url,
             cfg.bot.user_id,
@@ -61,26 +93,21 @@ class App:
                 saved = await session.load(conn)
                 since = await kv.get(conn, kv.SYNC_TOKEN)
             await gateway.connect(saved, self._password, self._save_session)
-            worker = OutboxWorker(
+            features = build_features()
+            worker = self._worker = OutboxWorker(
                 db,
                 gateway,
                 prefix=await txn_prefix(db),
+                hooks=self._hooks(features),
                 concurrency=cfg.outbox.concurrency,
                 max_attempts=cfg.outbox.max_attempts,
                 backoff_max_s=cfg.sync.backoff_max_s,
             )
-            pipeline = EventPipeline(
-                db,
-                build_registry(),
-                self.runtime,
-                prefix=cfg.command_prefix,
-                language=cfg.language,
-                officers=cfg.officers(),
-                supervisors=cfg.supervisors(),
-            )
+            pipeline = EventPipeline(db, features, self.runtime, cfg)
             tasks = {
                 asyncio.create_task(worker.run(), name="outbox"),
-                asyncio.create_task(self._sync_loop(gateway, pipeline, worker, since), name="sync"),
+                asyncio.create_task(self._sync_loop(gateway, pipeline, since), name="sync"),
+                asyncio.create_task(self._maintain_rooms(gateway), name="rooms"),
             }
             stopper = asyncio.create_task(stop.wait(), name="stop")
             done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -100,22 +127,17 @@ class App:
             await db.close()
 
     async def _save_session(self, new: BotSession) -> None:
-        assert self._db is not None
-        async with self._db.transaction() as conn:
+        async with self.db.transaction() as conn:
             await session.save(conn, new)
 
     async def _sync_loop(
-        self,
-        gateway: MatrixGateway,
-        pipeline: EventPipeline,
-        worker: OutboxWorker,
-        since: str | None,
+        self, gateway: MatrixGateway, pipeline: EventPipeline, since: str | None
     ) -> None:
         async def relogin() -> None:
             await self._save_session(await gateway.relogin(self._password))
 
         async for batch in gateway.batches(since, relogin=relogin):
-            await self._process(batch, pipeline, worker, gateway)
+            await self._process(batch, pipeline)
             self.runtime.last_sync_at = time.time()
             if not self.ready.is_set():
                 self.ready.set()
@@ -124,37 +146,38 @@ class App:
                     flush=True,
                 )
 
-    async def _process(
-        self,
-        batch: SyncBatch,
-        pipeline: EventPipeline,
-        worker: OutboxWorker,
-        gateway: MatrixGateway,
-    ) -> None:
+    async def _process(self, batch: SyncBatch, pipeline: EventPipeline) -> None:
+        assert self._worker is not None
         handled = 0
         for event in batch.events:
             if await pipeline.handle(event):
                 handled += 1
-                worker.wake()
+                self._worker.wake()
+        for invite in batch.invites:
+            async with self.transaction() as deps:
+                decision = await invites.decide(deps, invite)
+            log.info("invited to %s by %s: %s", invite.room_id, invite.inviter, decision)
         # The token is saved only after every event of the batch is committed.
-        assert self._db is not None
-        async with self._db.transaction() as conn:
+        async with self.db.transaction() as conn:
             await kv.put(conn, kv.SYNC_TOKEN, batch.next_batch)
+            if await reconcile_queue.pending(conn):
+                self._reconcile_wake.set()
         if handled:
             log.debug("batch: %d events, %d handled", len(batch.events), handled)
-        for invite in batch.invites:
-            self._spawn(self._accept_invite(gateway, invite))
 
-    async def _accept_invite(self, gateway: MatrixGateway, invite: Invite) -> None:
-        backoff = Backoff(cap=self.config.sync.backoff_max_s)
-        for _ in range(JOIN_ATTEMPTS):
-            if await gateway.join(invite.room_id):
-                return
-            await asyncio.sleep(backoff.next_delay())
-        log.error("could not join %s (invited by %s)", invite.room_id, invite.inviter)
+    async def _maintain_rooms(self, gateway: MatrixGateway) -> None:
+        """Officers' rooms and reconciliation at startup; then rooms someone changed."""
+        await self.ready.wait()
+        await rooms.ensure_station_rooms(self.transaction)
+        changed = await rooms.reconcile_all(self.transaction, gateway)
+        log.info("startup reconciliation done: %d room(s) corrected", changed)
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._reconcile_wake.wait(), timeout=RECONCILE_POLL_S)
+            self._reconcile_wake.clear()
+            await rooms.reconcile_requested(self.transaction, gateway)
 
-    def _spawn(self, coro: object) -> None:
-        assert asyncio.iscoroutine(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

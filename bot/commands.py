@@ -23,6 +23,7 @@ MAX_COMMAND_CHARS = 4096
 FULLWIDTH_PREFIXES = {"!": "！", "?": "？", ".": "。"}
 QUOTE_PAIRS = {'"': '"', "“": "”", "「": "」", "『": "』", "„": "“", "«": "»", "'": "'"}
 _VERB = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}$")
+_DECLARED = re.compile(r"[a-z][a-z0-9_-]{0,31}( [a-z][a-z0-9_-]{0,31})?$")
 _SPACE = re.compile(r"\s")
 
 
@@ -36,11 +37,17 @@ class CommandSyntaxError(ValueError):
 
 
 class UsageError(ValueError):
-    """Raised by a handler when its arguments are wrong; the user gets the usage line."""
+    """Raised by a handler when its arguments are wrong; the user gets the usage line.
 
-    def __init__(self, problem: str = "") -> None:
-        super().__init__(problem)
+    ``key`` names a wording in the locales (rendered in the caller's language with
+    ``params``); ``problem`` is for text that needs no translation.
+    """
+
+    def __init__(self, problem: str = "", *, key: str | None = None, **params: Any) -> None:
+        super().__init__(problem or key or "")
         self.problem = problem
+        self.key = key
+        self.params = params
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,7 @@ class CommandSpec:
 class CommandRegistry:
     def __init__(self) -> None:
         self._commands: dict[str, CommandSpec] = {}
+        self._aliases: dict[str, str] = {}
 
     def command(
         self,
@@ -150,8 +158,12 @@ class CommandRegistry:
         help_en: str,
         help_zh: str,
     ) -> Callable[[Handler], Handler]:
-        """Declare a command; the decorated coroutine gets ``(ctx, parsed)``."""
-        if not _VERB.match(verb) or verb != verb.lower():
+        """Declare a command (``"ping"``, or a verb and sub-verb: ``"room create"``).
+
+        The decorated coroutine gets ``(ctx, parsed)``; for a sub-verb,
+        ``parsed.args`` starts after it.
+        """
+        if not _DECLARED.match(verb):
             raise ValueError(f"bad verb {verb!r}")
 
         def decorate(handler: Handler) -> Handler:
@@ -168,8 +180,28 @@ class CommandRegistry:
 
         return decorate
 
+    def alias(self, other: str, verb: str) -> None:
+        """Accept ``other`` as another spelling of ``verb`` (e.g. neighborhood)."""
+        self._aliases[other] = verb
+
     def get(self, verb: str) -> CommandSpec | None:
-        return self._commands.get(verb)
+        return self._commands.get(self._aliases.get(verb, verb))
+
+    def resolve(self, parsed: ParsedCommand) -> tuple[CommandSpec | None, ParsedCommand]:
+        """The declared command ``parsed`` names: ``verb sub`` first, then ``verb``."""
+        verb = self._aliases.get(parsed.verb, parsed.verb)
+        if parsed.args:
+            sub = parsed.args[0].lower()
+            spec = self._commands.get(f"{verb} {sub}")
+            if spec is not None:
+                rest = _split_first(parsed.raw_args)[2].strip()
+                return spec, ParsedCommand(spec.verb, parsed.args[1:], rest)
+        spec = self._commands.get(verb)
+        return spec, ParsedCommand(verb, parsed.args, parsed.raw_args)
+
+    def subcommands(self, verb: str, roles: frozenset[Role]) -> list[CommandSpec]:
+        verb = self._aliases.get(verb, verb)
+        return [spec for spec in self.visible_to(roles) if spec.verb.startswith(verb + " ")]
 
     def all(self) -> list[CommandSpec]:
         return sorted(self._commands.values(), key=lambda spec: spec.verb)
@@ -178,6 +210,6 @@ class CommandRegistry:
         return [spec for spec in self.all() if spec.allowed(roles)]
 
     def closest(self, verb: str, roles: frozenset[Role]) -> str | None:
-        names = [spec.verb for spec in self.visible_to(roles)]
+        names = sorted({spec.verb.split(" ")[0] for spec in self.visible_to(roles)})
         matches = difflib.get_close_matches(verb, names, n=1, cutoff=0.6)
         return matches[0] if matches else None

@@ -30,6 +30,8 @@ from pydantic import (
     field_validator,
 )
 
+from bot.domain.org import DEFAULT_AUDIENCES, parse_duration_ms
+
 ENV_PREFIX = "NEIGHBORWATCH_"
 _MXID = re.compile(r"^@[^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -116,6 +118,41 @@ class OutboxConfig(_Section):
     max_attempts: int = Field(default=10, ge=1, le=1000)
 
 
+class RoomsConfig(_Section):
+    encrypted: bool = Field(default=False, description="create managed rooms end-to-end encrypted")
+    audiences: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_AUDIENCES),
+        description="the groups an officer can keep per neighbourhood",
+    )
+
+    @field_validator("audiences")
+    @classmethod
+    def _audiences(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if not _SLUG.match(v) or v == "officers"]
+        if bad:
+            raise ValueError(
+                f"not allowed: {', '.join(bad)}; use lower-case words (not 'officers')"
+            )
+        if not values:
+            raise ValueError("at least one audience is needed")
+        return values
+
+
+class OnboardingConfig(_Section):
+    code_expires: str = Field(default="7d", description="default lifetime of a join code")
+    code_uses: int = Field(default=1, ge=1, le=1000)
+    welcome: bool = Field(default=True, description="welcome new members by name (per room)")
+    stranger_messages_per_hour: int = Field(default=10, ge=1, le=1000)
+    bad_codes_per_hour: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("code_expires")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if parse_duration_ms(value) is None:
+            raise ValueError("not a duration; write it like 30m, 12h, 7d or 2w")
+        return value
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -130,6 +167,8 @@ class Config(_Section):
     stations: list[Station] = Field(default_factory=list)
     sync: SyncConfig = SyncConfig()
     outbox: OutboxConfig = OutboxConfig()
+    rooms: RoomsConfig = RoomsConfig()
+    onboarding: OnboardingConfig = OnboardingConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @field_validator("command_prefix")
@@ -150,6 +189,16 @@ class Config(_Section):
 
     def officers(self) -> set[str]:
         return {user for station in self.stations for user in station.officers}
+
+    def station(self, station_id: str | None) -> Station | None:
+        return next((s for s in self.stations if s.id == station_id), None)
+
+    def stations_of(self, user_id: str) -> list[Station]:
+        """The stations where ``user_id`` is an officer."""
+        return [s for s in self.stations if user_id in s.officers]
+
+    def supervised_by(self, user_id: str) -> list[Station]:
+        return [s for s in self.stations if user_id in s.supervisors]
 
     def supervisors(self) -> set[str]:
         return {user for station in self.stations for user in station.supervisors}

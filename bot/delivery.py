@@ -1,34 +1,63 @@
-"""The outbox worker: sends queued messages, in order per room, without blocking the sync loop.
+"""The outbox worker: performs queued Matrix writes, in order per lane, without blocking sync.
 
-* the Matrix transaction id is ``<per-database prefix>-<row id>``: a retry after
-  a crash or a timeout reuses it, so the homeserver never posts a message twice;
+* messages and redactions use ``<per-database prefix>-<row id>`` as the Matrix
+  transaction id: a retry after a crash or a timeout reuses it, so the
+  homeserver never posts a message twice;
 * 429 → wait ``retry_after_ms`` and retry the same row (order is kept);
 * network / 5xx → exponential backoff (capped), the row stays pending;
 * other 4xx → counted; after ``max_attempts`` the row is parked as ``failed``
-  (kept in the table and shown by ``!status``), never silently deleted.
-Rooms are independent: one room waiting on a rate limit does not hold up another.
+  (kept in the table and shown by ``!status``), never silently deleted;
+* a row may name a completion hook, run in the same transaction that marks
+  it done (or parked), so follow-up work is queued exactly once;
+* a ``dm:@user`` lane first finds or creates the direct chat with that user.
+Lanes are independent: one room waiting on a rate limit does not hold up another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import aiosqlite
+
 from bot.domain.backoff import Backoff
-from bot.domain.matrix_model import SendResult
-from bot.store import kv, outbox
+from bot.domain.matrix_model import Action, SendResult
+from bot.store import direct, kv, outbox
 from bot.store.db import Database
 
 log = logging.getLogger(__name__)
 
 
-class Sender(Protocol):
-    async def send_event(
-        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
-    ) -> SendResult: ...
+class Executor(Protocol):
+    async def perform(self, action: Action, txn_id: str) -> SendResult: ...
+
+    async def create_dm(self, user_id: str) -> SendResult: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a completion hook learns about its row."""
+
+    ok: bool
+    value: str | None
+    room_id: str | None
+    error: str | None = None
+
+
+Hook = Callable[[aiosqlite.Connection, dict[str, Any], Outcome], Awaitable[None]]
+
+
+class DependencyFailed(Exception):
+    """A row refers to the result of a row that was parked as failed."""
+
+
+class DependencyPending(Exception):
+    """A row refers to a row of another lane that has not been performed yet."""
 
 
 async def txn_prefix(db: Database) -> str:
@@ -45,9 +74,10 @@ class OutboxWorker:
     def __init__(
         self,
         db: Database,
-        sender: Sender,
+        executor: Executor,
         *,
         prefix: str,
+        hooks: Mapping[str, Hook] | None = None,
         concurrency: int = 8,
         max_attempts: int = 10,
         backoff_max_s: float = 60.0,
@@ -55,15 +85,16 @@ class OutboxWorker:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._db = db
-        self._sender = sender
+        self._executor = executor
         self._prefix = prefix
+        self._hooks = dict(hooks or {})
         self._slots = asyncio.Semaphore(concurrency)
         self._max_attempts = max_attempts
         self._backoff_max_s = backoff_max_s
         self._idle_poll_s = idle_poll_s
         self._sleep = sleep
         self._wake = asyncio.Event()
-        self._rooms: dict[str, asyncio.Task[None]] = {}
+        self._lanes: dict[str, asyncio.Task[None]] = {}
         self.sent = 0
 
     def wake(self) -> None:
@@ -74,43 +105,42 @@ class OutboxWorker:
         try:
             while True:
                 self._wake.clear()
-                for room_id in await self._rooms_with_pending():
-                    task = self._rooms.get(room_id)
+                for lane in await self._lanes_with_pending():
+                    task = self._lanes.get(lane)
                     if task is None or task.done():
-                        self._rooms[room_id] = asyncio.create_task(
-                            self._drain_room(room_id), name=f"outbox:{room_id}"
+                        self._lanes[lane] = asyncio.create_task(
+                            self._drain_lane(lane), name=f"outbox:{lane}"
                         )
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._idle_poll_s)
                 except TimeoutError:
                     pass
         finally:
-            for task in self._rooms.values():
+            for task in self._lanes.values():
                 task.cancel()
-            await asyncio.gather(*self._rooms.values(), return_exceptions=True)
+            await asyncio.gather(*self._lanes.values(), return_exceptions=True)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until nothing is pending (used at shutdown and in tests)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            if not await self._rooms_with_pending():
+            if not await self._lanes_with_pending():
                 return True
             self.wake()
             await asyncio.sleep(0.05)
         return False
 
-    async def _rooms_with_pending(self) -> list[str]:
-        rows = await self._db.fetchall(
-            "SELECT DISTINCT room_id FROM outbox WHERE status = 'pending'"
-        )
-        return [str(r[0]) for r in rows]
+    async def _lanes_with_pending(self) -> list[str]:
+        async with self._db.transaction() as conn:
+            return await outbox.lanes_with_pending(conn)
 
-    async def _drain_room(self, room_id: str) -> None:
+    async def _drain_lane(self, lane: str) -> None:
         backoff = Backoff(cap=self._backoff_max_s)
         async with self._slots:
             while True:
-                rows = await self._pending_in(room_id)
+                async with self._db.transaction() as conn:
+                    rows = await outbox.pending_in_lane(conn, lane)
                 if not rows:
                     return
                 for row in rows:
@@ -118,45 +148,115 @@ class OutboxWorker:
                     if outcome == "sent":
                         backoff.reset()
                     elif outcome == "retry":
-                        # Keep the room's order: wait, then start again from its oldest row.
+                        # Keep the lane's order: wait, then start again from its oldest row.
                         await self._sleep(backoff.next_delay())
                         break
 
     async def _deliver(self, row: outbox.OutboxRow) -> Literal["sent", "parked", "retry"]:
+        try:
+            room_id = row.room_id or await self._lane_room(row.lane)
+            content = await self._resolve_refs(row.content)
+        except DependencyFailed as err:
+            await self._finish_failed(row, f"depends on a failed row: {err}", give_up=True)
+            return "parked"
+        except DependencyPending:
+            return "retry"
+        except _NoRoom as err:
+            return await self._failed(row, err.result)
+        action = Action(
+            kind=row.kind,
+            room_id=room_id,
+            event_type=row.event_type,
+            state_key=row.state_key,
+            target=row.target,
+            content=content,
+            media=row.media,
+        )
         txn_id = f"{self._prefix}-{row.id}"
         while True:
-            result = await self._sender.send_event(row.room_id, row.event_type, row.content, txn_id)
-            if result.ok:
-                assert result.event_id is not None
-                async with self._db.transaction() as conn:
-                    await outbox.mark_sent(conn, row.id, result.event_id)
-                self.sent += 1
-                return "sent"
-            if result.retry_after_ms is not None:
-                log.info("rate limited in %s; waiting %d ms", row.room_id, result.retry_after_ms)
-                await self._sleep(result.retry_after_ms / 1000)
-                continue
-            break
-        log.warning("sending outbox row %d to %s failed: %s", row.id, row.room_id, result.error)
+            result = await self._executor.perform(action, txn_id)
+            if result.retry_after_ms is None:
+                break
+            log.info("rate limited in %s; waiting %d ms", row.lane, result.retry_after_ms)
+            await self._sleep(result.retry_after_ms / 1000)
+        if result.ok:
+            async with self._db.transaction() as conn:
+                await outbox.mark_sent(conn, row.id, result.value, room_id)
+                await self._run_hook(conn, row, Outcome(True, result.value, room_id))
+            self.sent += 1
+            return "sent"
+        return await self._failed(row, result)
+
+    async def _failed(
+        self, row: outbox.OutboxRow, result: SendResult
+    ) -> Literal["parked", "retry"]:
+        log.warning("outbox row %d (%s in %s) failed: %s", row.id, row.kind, row.lane, result.error)
         if not result.permanent:
             return "retry"
         give_up = row.attempts + 1 >= self._max_attempts
-        async with self._db.transaction() as conn:
-            await outbox.record_attempt(conn, row.id, result.error or "", give_up=give_up)
+        await self._finish_failed(row, result.error or "", give_up=give_up)
         if give_up:
             log.error(
                 "gave up on outbox row %d for %s after %d attempts",
                 row.id,
-                row.room_id,
+                row.lane,
                 row.attempts + 1,
             )
             return "parked"
         return "retry"
 
-    async def _pending_in(self, room_id: str) -> list[outbox.OutboxRow]:
-        rows = await self._db.fetchall(
-            "SELECT id, room_id, event_type, content, attempts FROM outbox"
-            " WHERE status = 'pending' AND room_id = ? ORDER BY id LIMIT 200",
-            (room_id,),
-        )
-        return [outbox.row_from_db(r) for r in rows]
+    async def _finish_failed(self, row: outbox.OutboxRow, error: str, *, give_up: bool) -> None:
+        async with self._db.transaction() as conn:
+            await outbox.record_attempt(conn, row.id, error, give_up=give_up)
+            if give_up:
+                await self._run_hook(conn, row, Outcome(False, None, row.room_id, error))
+
+    async def _run_hook(
+        self, conn: aiosqlite.Connection, row: outbox.OutboxRow, outcome: Outcome
+    ) -> None:
+        if row.on_done is None:
+            return
+        hook = self._hooks.get(row.on_done)
+        if hook is None:
+            log.error("outbox row %d names an unknown hook %r", row.id, row.on_done)
+            return
+        await hook(conn, row.on_done_args, outcome)
+
+    async def _lane_room(self, lane: str) -> str | None:
+        """The room of a ``dm:@user`` lane: the known direct chat, or a new one."""
+        if not lane.startswith(outbox.dm_lane("")):
+            return None
+        user_id = lane.removeprefix(outbox.dm_lane(""))
+        async with self._db.transaction() as conn:
+            known = await direct.room_of(conn, user_id)
+        if known is not None:
+            return known
+        result = await self._executor.create_dm(user_id)
+        if not result.ok or result.value is None:
+            raise _NoRoom(result)
+        async with self._db.transaction() as conn:
+            await direct.remember(conn, user_id, result.value)
+        log.info("opened a direct chat with %s: %s", user_id, result.value)
+        return result.value
+
+    async def _resolve_refs(self, content: Any) -> Any:
+        if isinstance(content, str) and content.startswith(outbox.REF_PREFIX):
+            row_id = int(content.removeprefix(outbox.REF_PREFIX))
+            async with self._db.transaction() as conn:
+                status, value = await outbox.result_of(conn, row_id)
+            if status == "pending":
+                raise DependencyPending(row_id)
+            if status != "sent" or value is None:
+                raise DependencyFailed(row_id)
+            return json.loads(value) if value.startswith("{") else value
+        if isinstance(content, dict):
+            return {key: await self._resolve_refs(value) for key, value in content.items()}
+        if isinstance(content, list):
+            return [await self._resolve_refs(value) for value in content]
+        return content
+
+
+class _NoRoom(Exception):
+    def __init__(self, result: SendResult) -> None:
+        super().__init__(result.error)
+        self.result = result

@@ -3,35 +3,41 @@
 A crash anywhere replays the batch from the last saved sync token; the inbox
 skips what was already committed and the outbox resends with the same
 transaction ids, so nothing is lost and nothing is answered twice.
+
+Routing: membership events go to the ``on_member`` handlers, other state
+events to ``on_state``; a message is a command (the registry decides, and
+checks the sender's roles) or is offered to the ``on_message`` handlers in
+turn. Messages in a managed neighbourhood room from someone who is neither a
+member nor staff are not acted on (enforcement removes them).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiosqlite
 
-from bot.commands import (
-    CommandRegistry,
-    CommandSyntaxError,
-    ParsedCommand,
-    UsageError,
-    parse,
-)
+from bot.commands import CommandSyntaxError, ParsedCommand, UsageError, parse
+from bot.config import Config
 from bot.domain.matrix_model import RoomEvent
-from bot.domain.render import Language, render, text
 from bot.domain.roles import Role, roles_of
-from bot.features.context import CommandContext
+from bot.features.context import CommandContext, Deps, EventContext
 from bot.features.ports import RuntimeInfo
-from bot.store import inbox
-from bot.store.adapters import OutboxMessenger, SqlAuditLog, TxStatusProbe
+from bot.features.registry import Features
+from bot.features.scope import Refused
+from bot.store import direct, inbox, org
+from bot.store.adapters import OutboxMessenger, OutboxRoomActions, SqlAuditLog, TxStatusProbe
 from bot.store.clock import now_ms
 from bot.store.db import Database
 
 log = logging.getLogger(__name__)
 
-MESSAGE_TYPES = frozenset({"m.text", "m.notice", "m.emote"})
+MESSAGE_TYPES = frozenset(
+    {"m.text", "m.notice", "m.emote", "m.image", "m.file", "m.video", "m.audio", "m.location"}
+)
+TEXT_TYPES = frozenset({"m.text", "m.notice", "m.emote"})
 
 
 class HandlerFailed(Exception):
@@ -42,26 +48,35 @@ class HandlerFailed(Exception):
         self.verb = verb
 
 
+def make_deps(
+    conn: aiosqlite.Connection, config: Config, now: int, source_event: str | None = None
+) -> Deps:
+    return Deps(
+        conn=conn,
+        config=config,
+        messenger=OutboxMessenger(conn, source_event),
+        actions=OutboxRoomActions(conn, source_event),
+        audit=SqlAuditLog(conn),
+        now_ms=now,
+    )
+
+
 class EventPipeline:
     def __init__(
         self,
         db: Database,
-        registry: CommandRegistry,
+        features: Features,
         runtime: RuntimeInfo,
+        config: Config,
         *,
-        prefix: str,
-        language: Language,
-        officers: set[str],
-        supervisors: set[str],
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._db = db
-        self._registry = registry
+        self._features = features
         self._runtime = runtime
-        self._prefix = prefix
-        self._language: Language = language
-        self._officers = officers
-        self._supervisors = supervisors
+        self._config = config
+        self._officers = config.officers()
+        self._supervisors = config.supervisors()
         self._clock = clock
 
     async def handle(self, event: RoomEvent) -> bool:
@@ -80,85 +95,112 @@ class EventPipeline:
             async with self._db.transaction() as conn:
                 if await inbox.is_processed(conn, event.event_id):
                     return False
-                messenger = OutboxMessenger(conn, event.event_id)
-                await messenger.send(
-                    event.room_id,
-                    render(self._language, "command.error", prefix=self._prefix, verb=failure.verb),
-                    reply_to=event.event_id,
-                    mentions=[event.sender],
-                    tag={"kind": "command.error"},
-                )
+                if not event.is_state:
+                    ctx = await self._context(conn, event)
+                    key = "message.error" if failure.verb == "message" else "command.error"
+                    await ctx.reply(key, verb=failure.verb)
                 await inbox.mark_processed(
                     conn, event.event_id, event.room_id, event.sender, "error"
                 )
             return True
 
-    async def _dispatch(self, conn: aiosqlite.Connection, event: RoomEvent) -> str:
-        if event.type != "m.room.message" or event.msgtype not in MESSAGE_TYPES:
-            return "ignored"
-        try:
-            parsed = parse(event.body, self._prefix)
-        except CommandSyntaxError as err:
-            ctx = self._context(conn, event)
-            spec = self._registry.get(err.verb)
-            usage = spec.usage_line(self._prefix) if spec else f"{self._prefix}help"
-            await ctx.reply("command.syntax", quote=err.quote, usage=usage)
-            return "command:syntax"
-        if parsed is None:
-            return "message"
-        return await self._run_command(conn, event, parsed)
-
-    def _context(self, conn: aiosqlite.Connection, event: RoomEvent) -> CommandContext:
-        return CommandContext(
+    async def _context(self, conn: aiosqlite.Connection, event: RoomEvent) -> EventContext:
+        deps = make_deps(conn, self._config, self._clock(), event.event_id)
+        room = await org.room(conn, event.room_id)
+        dm_user = await direct.user_of(conn, event.room_id)
+        roles = roles_of(event.sender, self._officers, self._supervisors)
+        if await org.is_verified_anywhere(conn, event.sender):
+            roles = roles | {Role.RESIDENT}
+        return EventContext(
+            deps=deps,
             event=event,
-            roles=roles_of(event.sender, self._officers, self._supervisors),
-            lang=self._language,
-            prefix=self._prefix,
-            messenger=OutboxMessenger(conn, event.event_id),
-            audit=SqlAuditLog(conn),
-            registry=self._registry,
-            status=TxStatusProbe(conn, self._runtime),
-            now_ms=self._clock(),
+            roles=roles,
+            lang=room.language if room else self._config.language,
+            room=room,
+            dm_with=dm_user if dm_user == event.sender else None,
         )
 
-    async def _run_command(
-        self, conn: aiosqlite.Connection, event: RoomEvent, parsed: ParsedCommand
-    ) -> str:
-        ctx = self._context(conn, event)
-        spec = self._registry.get(parsed.verb)
+    async def _dispatch(self, conn: aiosqlite.Connection, event: RoomEvent) -> str:
+        ctx = await self._context(conn, event)
+        for gate in self._features.gates:
+            stopped = await gate(ctx)
+            if stopped is not None:
+                return stopped
+        if event.is_state:
+            features = self._features
+            handlers = features.on_member if event.type == "m.room.member" else features.on_state
+            for handler in handlers:
+                await self._guarded(handler(ctx), event.type)
+            return f"state:{event.type}"
+        if event.type != "m.room.message" or event.msgtype not in MESSAGE_TYPES:
+            return "ignored"
+        if event.msgtype in TEXT_TYPES:
+            try:
+                parsed = parse(event.body, self._config.command_prefix)
+            except CommandSyntaxError as err:
+                spec = self._features.commands.get(err.verb)
+                usage = spec.usage_line(ctx.prefix) if spec else f"{ctx.prefix}help"
+                await ctx.reply("command.syntax", quote=err.quote, usage=usage)
+                return "command:syntax"
+            if parsed is not None:
+                return await self._run_command(ctx, parsed)
+        for on_message in self._features.on_message:
+            if await self._guarded(on_message(ctx), "message"):
+                return "message:handled"
+        return "message"
+
+    @staticmethod
+    async def _guarded(work: Awaitable[Any], what: str) -> Any:
+        try:
+            return await work
+        except Exception as err:
+            raise HandlerFailed(what) from err
+
+    async def _run_command(self, base: EventContext, parsed: ParsedCommand) -> str:
+        registry = self._features.commands
+        ctx = CommandContext(
+            deps=base.deps,
+            event=base.event,
+            roles=base.roles,
+            lang=base.lang,
+            room=base.room,
+            dm_with=base.dm_with,
+            registry=registry,
+            status=TxStatusProbe(base.deps.conn, self._runtime),
+        )
+        spec, parsed = registry.resolve(parsed)
         if spec is None:
-            suggestion = self._registry.closest(parsed.verb, ctx.roles)
-            await ctx.reply(
-                "command.unknown", prefix=self._prefix, verb=parsed.verb, suggestion=suggestion
-            )
+            subs = registry.subcommands(parsed.verb, ctx.roles)
+            if subs:
+                usages = [sub.usage_line(ctx.prefix) for sub in subs]
+                await ctx.reply("command.subcommands", verb=parsed.verb, usages=usages)
+                return "command:usage"
+            suggestion = registry.closest(parsed.verb, ctx.roles)
+            await ctx.reply("command.unknown", verb=parsed.verb, suggestion=suggestion)
             return "command:unknown"
         if not spec.allowed(ctx.roles):
             await ctx.audit.record(
-                event.sender,
+                ctx.sender,
                 "command.refused",
                 target=spec.verb,
-                room_id=event.room_id,
-                detail={"event_id": event.event_id, "needs": sorted(spec.roles)},
+                room_id=ctx.event.room_id,
+                detail={"event_id": ctx.event.event_id, "needs": sorted(spec.roles)},
             )
-            await ctx.reply(
-                "command.refused",
-                prefix=self._prefix,
-                verb=spec.verb,
-                roles=self._role_names(spec.roles),
-            )
+            await ctx.reply("command.refused", verb=spec.verb, roles=role_names(ctx, spec.roles))
             return "command:refused"
         try:
             await spec.handler(ctx, parsed)
         except UsageError as err:
-            await ctx.reply(
-                "command.usage", problem=err.problem, usage=spec.usage_line(self._prefix)
-            )
+            problem = ctx.render(err.key, **err.params).body if err.key else err.problem
+            await ctx.reply("command.usage", problem=problem, usage=spec.usage_line(ctx.prefix))
             return "command:usage"
+        except Refused:
+            return "command:refused"
         except Exception as err:
             raise HandlerFailed(spec.verb) from err
         return f"command:{spec.verb}"
 
-    def _role_names(self, roles: frozenset[Role]) -> str:
-        names = [text(self._language, f"role.{role.value}") for role in sorted(roles)]
-        joiner = f" {text(self._language, 'word.or')} "
-        return joiner.join(names)
+
+def role_names(ctx: EventContext, roles: frozenset[Role]) -> str:
+    names = [ctx.render(f"role.{role.value}").body for role in sorted(roles)]
+    return f" {ctx.render('word.or').body} ".join(names)

@@ -30,3 +30,26 @@ def notice_content(
         bot_tag.setdefault("in_reply_to", reply_to)
     content[BOT_NAMESPACE] = bot_tag
     return content
+
+
+def image_content(
+    url: str,
+    *,
+    filename: str,
+    mimetype: str,
+    size: int,
+    width: int,
+    height: int,
+    caption: str,
+    tag: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An ``m.image`` whose ``body`` is a caption (shown by clients that cannot show images)."""
+    return {
+        "msgtype": "m.image",
+        "body": caption,
+        "filename": filename,
+        "url": url,
+        "info": {"mimetype": mimetype, "size": size, "w": width, "h": height},
+        "m.mentions": {},
+        BOT_NAMESPACE: dict(tag or {}),
+    }

@@ -30,6 +30,22 @@ class RoomEvent:
     type: str
     content: Mapping[str, Any]
     origin_server_ts: int
+    state_key: str | None = None
+    unsigned: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_state(self) -> bool:
+        return self.state_key is not None
+
+    @property
+    def prev_content(self) -> Mapping[str, Any]:
+        prev = self.unsigned.get("prev_content")
+        return prev if isinstance(prev, Mapping) else {}
+
+    @property
+    def membership(self) -> str | None:
+        value = self.content.get("membership")
+        return value if isinstance(value, str) else None
 
     @property
     def body(self) -> str:
@@ -58,6 +74,7 @@ class RoomEvent:
 class Invite:
     room_id: str
     inviter: str | None
+    is_direct: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,13 +89,37 @@ class SyncBatch:
 
 @dataclass(frozen=True)
 class SendResult:
-    """What happened to one PUT /send: sent, rate-limited, or failed (transient or not)."""
+    """What happened to one write: done, rate-limited, or failed (transient or not).
 
-    event_id: str | None = None
+    ``value`` is what the homeserver gave back: an event id, a room id, an
+    ``mxc://`` URI, or nothing for invites and kicks.
+    """
+
+    value: str | None = None
     retry_after_ms: int | None = None
     error: str | None = None
     permanent: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.event_id is not None
+        return self.error is None and self.retry_after_ms is None
+
+
+@dataclass(frozen=True)
+class Action:
+    """One write to Matrix, as queued in the outbox (see ``bot/store/outbox.py``).
+
+    ``kind`` says which: ``message`` / ``state`` (``event_type``, ``state_key``,
+    ``content``), ``redact`` (``target`` = event id), ``invite`` / ``kick``
+    (``target`` = user, ``content["reason"]``), ``join`` / ``leave``,
+    ``upload`` (``media`` bytes, ``content`` = mimetype + filename) and
+    ``create_room`` (``content`` = the ``/createRoom`` body).
+    """
+
+    kind: str
+    room_id: str | None
+    event_type: str | None = None
+    state_key: str | None = None
+    target: str | None = None
+    content: Mapping[str, Any] = field(default_factory=dict)
+    media: bytes | None = None

@@ -1,4 +1,10 @@
-"""Who may do what: roles come from config (officers, supervisors) and, later, the members table."""
+"""Who may do what.
+
+``ANYONE`` includes strangers (people who are not verified anywhere); ``RESIDENT``
+is anyone verified as a member of at least one neighbourhood room; officers and
+supervisors come from config. Which station's rooms an officer may act on is
+checked by each command (least privilege).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ class Role(StrEnum):
 
 ALL_ROLES = frozenset(Role)
 STAFF = frozenset({Role.OFFICER, Role.SUPERVISOR})
+OFFICERS = frozenset({Role.OFFICER})
+MEMBERS_AND_STAFF = frozenset({Role.RESIDENT, Role.OFFICER, Role.SUPERVISOR})
 
 
 def roles_of(user_id: str, officers: set[str], supervisors: set[str]) -> frozenset[Role]:

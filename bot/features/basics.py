@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from bot.commands import CommandRegistry, ParsedCommand, UsageError
-from bot.domain.roles import ALL_ROLES, STAFF
+from bot.commands import ParsedCommand, UsageError
+from bot.domain.roles import ALL_ROLES, MEMBERS_AND_STAFF, STAFF
 from bot.features.context import CommandContext
+from bot.features.registry import Features
 
 
-def register(registry: CommandRegistry) -> None:
+def register(features: Features) -> None:
+    registry = features.commands
+
     @registry.command(
         "ping",
-        roles=ALL_ROLES,
+        roles=MEMBERS_AND_STAFF,
         help_en="Check that the bot is alive; shows how long your message took to reach it.",
         help_zh="检查机器人是否在线，并显示消息到达机器人所用的时间。",
     )
@@ -44,7 +47,7 @@ def register(registry: CommandRegistry) -> None:
             {"usage": spec.usage_line(ctx.prefix), "text": spec.help[ctx.lang]}
             for spec in ctx.registry.visible_to(ctx.roles)
         ]
-        await ctx.reply("help.list", commands=commands, prefix=ctx.prefix)
+        await ctx.reply("help.list", commands=commands)
 
     @registry.command(
         "status",

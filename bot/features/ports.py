@@ -1,7 +1,9 @@
 """The small interfaces features depend on.
 
 Production implementations write into the current database transaction
-(``bot/store/adapters.py``); unit tests pass fakes that record calls.
+(``bot/store/adapters.py``): nothing reaches Matrix before the transaction
+commits, and everything that commits reaches Matrix (the outbox). Unit tests
+may pass fakes that record calls.
 """
 
 from __future__ import annotations
@@ -22,8 +24,53 @@ class Messenger(Protocol):
         reply_to: str | None = None,
         mentions: Sequence[str] = (),
         tag: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Queue a message (a notice) for ``room_id``; it is sent after the commit."""
+    ) -> int:
+        """Queue a notice for ``room_id``; returns its outbox row id."""
+
+    async def send_dm(
+        self, user_id: str, message: Message, *, tag: Mapping[str, Any] | None = None
+    ) -> int:
+        """Queue a notice in the direct chat with ``user_id`` (opened if there is none)."""
+
+    async def send_image(
+        self,
+        room_id: str | None,
+        image: bytes,
+        *,
+        filename: str,
+        mimetype: str,
+        width: int,
+        height: int,
+        caption: str,
+        dm_user: str | None = None,
+        tag: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Upload ``image`` and post it to a room or (``dm_user``) a direct chat."""
+
+
+class RoomActions(Protocol):
+    """Membership and settings changes, queued like messages (in order per room)."""
+
+    async def invite(self, room_id: str, user_id: str, reason: str | None = None) -> None: ...
+
+    async def kick(self, room_id: str, user_id: str, reason: str) -> None: ...
+
+    async def put_state(
+        self, room_id: str, event_type: str, content: Mapping[str, Any], state_key: str = ""
+    ) -> int: ...
+
+    async def pin(self, room_id: str, message_row: int) -> None: ...
+
+    async def create_room(
+        self, key: str, body: Mapping[str, Any], *, on_done: str, args: Mapping[str, Any]
+    ) -> None: ...
+
+    async def join(self, room_id: str, via: Sequence[str] = ()) -> None: ...
+
+    async def leave(self, room_id: str) -> None: ...
+
+    async def creating(self, key: str) -> bool:
+        """Whether a room with this key is already queued for creation."""
 
 
 class AuditLog(Protocol):
@@ -37,6 +84,11 @@ class AuditLog(Protocol):
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Append to the audit trail, in the same transaction as the change."""
+
+
+class RoomStateReader(Protocol):
+    async def room_state(self, room_id: str) -> list[dict[str, Any]] | None:
+        """The room's state events as the homeserver has them, or None if unreadable now."""
 
 
 @dataclass(frozen=True)

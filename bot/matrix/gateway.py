@@ -12,26 +12,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from nio import (
     AsyncClient,
     AsyncClientConfig,
-    JoinError,
     LoginError,
     MessageDirection,
     RoomMessagesError,
-    RoomSendResponse,
     SyncError,
     SyncResponse,
     WhoamiError,
 )
 
 from bot.domain.backoff import Backoff
-from bot.domain.matrix_model import BotSession, Invite, RoomEvent, SendResult, SyncBatch
+from bot.domain.matrix_model import Action, BotSession, Invite, RoomEvent, SendResult, SyncBatch
+from bot.matrix.http import NETWORK_ERRORS, RawApi
+from bot.matrix.writes import MatrixWriter
 
 log = logging.getLogger(__name__)
 
-NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, OSError)
 GAP_PAGE_SIZE = 100
 GAP_MAX_PAGES = 100
 
@@ -87,6 +85,8 @@ class MatrixGateway:
                 request_timeout=60,
             ),
         )
+        self._raw = RawApi(homeserver, lambda: self._client.access_token)
+        self.writer = MatrixWriter(self._client, self._raw, user_id)
         self._filter = sync_filter(timeline_limit)
         self._sync_timeout_ms = sync_timeout_ms
         self._backoff_max_s = backoff_max_s
@@ -191,7 +191,7 @@ class MatrixGateway:
 
     async def _to_batch(self, resp: SyncResponse, since: str | None) -> SyncBatch:
         invites = [
-            Invite(room_id, _inviter(info.invite_state, self.user_id))
+            Invite(room_id, *_inviter(info.invite_state, self.user_id))
             for room_id, info in resp.rooms.invite.items()
         ]
         if since is None:
@@ -243,35 +243,17 @@ class MatrixGateway:
 
     # -------------------------------------------------------------- actions
 
-    async def join(self, room_id: str) -> bool:
-        try:
-            resp = await self._client.join(room_id)
-        except NETWORK_ERRORS as err:
-            log.warning("joining %s failed: %s", room_id, err)
-            return False
-        if isinstance(resp, JoinError):
-            log.warning("joining %s failed: %s", room_id, resp)
-            return False
-        log.info("joined %s", room_id)
-        return True
+    async def perform(self, action: Action, txn_id: str) -> SendResult:
+        return await self.writer.perform(action, txn_id)
 
-    async def send_event(
-        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
-    ) -> SendResult:
-        """One PUT /send with our transaction id; never raises for server or network trouble."""
-        try:
-            resp = await self._client.room_send(room_id, event_type, content, tx_id=txn_id)
-        except NETWORK_ERRORS as err:
-            return SendResult(error=f"network: {err or type(err).__name__}")
-        if isinstance(resp, RoomSendResponse):
-            return SendResult(event_id=resp.event_id)
-        status = resp.transport_response.status if resp.transport_response else None
-        if status == 429 or resp.status_code == "M_LIMIT_EXCEEDED":
-            return SendResult(retry_after_ms=resp.retry_after_ms or 1000, error=str(resp))
-        permanent = status is not None and 400 <= status < 500
-        return SendResult(error=f"{status} {resp}", permanent=permanent)
+    async def create_dm(self, user_id: str) -> SendResult:
+        return await self.writer.create_dm(user_id)
+
+    async def room_state(self, room_id: str) -> list[dict[str, Any]] | None:
+        return await self.writer.room_state(room_id)
 
     async def close(self) -> None:
+        await self._raw.close()
         await self._client.close()
 
 
@@ -313,6 +295,8 @@ def _convert(room_id: str, ev: dict[str, Any]) -> RoomEvent | None:
     if not (isinstance(event_id, str) and isinstance(sender, str) and isinstance(etype, str)):
         return None
     ts = ev.get("origin_server_ts")
+    state_key = ev.get("state_key")
+    unsigned = ev.get("unsigned")
     return RoomEvent(
         event_id=event_id,
         room_id=room_id,
@@ -320,6 +304,8 @@ def _convert(room_id: str, ev: dict[str, Any]) -> RoomEvent | None:
         type=etype,
         content=content if isinstance(content, dict) else {},
         origin_server_ts=ts if isinstance(ts, int) else 0,
+        state_key=state_key if isinstance(state_key, str) else None,
+        unsigned=unsigned if isinstance(unsigned, dict) else {},
     )
 
 
@@ -335,10 +321,13 @@ def _merge(older: list[dict[str, Any]], newer: list[dict[str, Any]]) -> list[dic
     return merged
 
 
-def _inviter(invite_state: list[Any], user_id: str) -> str | None:
+def _inviter(invite_state: list[Any], user_id: str) -> tuple[str | None, bool]:
+    """Who invited the bot, and whether they marked the room as a direct chat."""
     for ev in invite_state:
         source = getattr(ev, "source", None)
         if isinstance(source, dict) and source.get("state_key") == user_id:
             sender = source.get("sender")
-            return sender if isinstance(sender, str) else None
-    return None
+            content = source.get("content") or {}
+            is_direct = isinstance(content, dict) and content.get("is_direct") is True
+            return (sender if isinstance(sender, str) else None, is_direct)
+    return (None, False)

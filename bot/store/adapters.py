@@ -8,7 +8,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.domain.content import notice_content
+from bot.domain.content import image_content, notice_content
 from bot.domain.render import Message
 from bot.features.ports import RuntimeInfo, StatusReport
 from bot.store import audit, inbox, outbox
@@ -30,12 +30,129 @@ class OutboxMessenger:
         reply_to: str | None = None,
         mentions: Sequence[str] = (),
         tag: Mapping[str, Any] | None = None,
-    ) -> None:
+    ) -> int:
         content = notice_content(message, reply_to=reply_to, mentions=mentions, tag=tag)
-        await outbox.enqueue(
-            self._conn, room_id, "m.room.message", content, source_event=self._source_event
+        return await self._enqueue(room_id, None, content)
+
+    async def send_dm(
+        self, user_id: str, message: Message, *, tag: Mapping[str, Any] | None = None
+    ) -> int:
+        return await self._enqueue(None, outbox.dm_lane(user_id), notice_content(message, tag=tag))
+
+    async def send_image(
+        self,
+        room_id: str | None,
+        image: bytes,
+        *,
+        filename: str,
+        mimetype: str,
+        width: int,
+        height: int,
+        caption: str,
+        dm_user: str | None = None,
+        tag: Mapping[str, Any] | None = None,
+    ) -> int:
+        lane = outbox.dm_lane(dm_user) if dm_user else None
+        upload = await outbox.enqueue(
+            self._conn,
+            room_id,
+            None,
+            {"mimetype": mimetype, "filename": filename},
+            kind="upload",
+            lane=lane,
+            media=image,
+            source_event=self._source_event,
+        )
+        content = image_content(
+            outbox.ref(upload),
+            filename=filename,
+            mimetype=mimetype,
+            size=len(image),
+            width=width,
+            height=height,
+            caption=caption,
+            tag=tag,
+        )
+        return await self._enqueue(room_id, lane, content)
+
+    async def _enqueue(self, room_id: str | None, lane: str | None, content: dict[str, Any]) -> int:
+        row = await outbox.enqueue(
+            self._conn,
+            room_id,
+            "m.room.message",
+            content,
+            lane=lane,
+            source_event=self._source_event,
         )
         self.queued += 1
+        return row
+
+
+class OutboxRoomActions:
+    """Membership and settings changes as outbox rows, ordered with the room's messages."""
+
+    def __init__(self, conn: aiosqlite.Connection, source_event: str | None = None) -> None:
+        self._conn = conn
+        self._source_event = source_event
+
+    async def invite(self, room_id: str, user_id: str, reason: str | None = None) -> None:
+        await self._member("invite", room_id, user_id, reason)
+
+    async def kick(self, room_id: str, user_id: str, reason: str) -> None:
+        await self._member("kick", room_id, user_id, reason)
+
+    async def _member(self, kind: outbox.Kind, room_id: str, user: str, reason: str | None) -> None:
+        await outbox.enqueue(
+            self._conn,
+            room_id,
+            None,
+            {"reason": reason} if reason else {},
+            kind=kind,
+            target=user,
+            source_event=self._source_event,
+        )
+
+    async def put_state(
+        self, room_id: str, event_type: str, content: Mapping[str, Any], state_key: str = ""
+    ) -> int:
+        return await outbox.enqueue(
+            self._conn,
+            room_id,
+            event_type,
+            dict(content),
+            kind="state",
+            state_key=state_key,
+            source_event=self._source_event,
+        )
+
+    async def pin(self, room_id: str, message_row: int) -> None:
+        await self.put_state(room_id, "m.room.pinned_events", {"pinned": [outbox.ref(message_row)]})
+
+    async def create_room(
+        self, key: str, body: Mapping[str, Any], *, on_done: str, args: Mapping[str, Any]
+    ) -> None:
+        await outbox.enqueue(
+            self._conn,
+            None,
+            None,
+            dict(body),
+            kind="create_room",
+            lane=f"create:{key}",
+            source_event=self._source_event,
+            on_done=on_done,
+            on_done_args=dict(args),
+        )
+
+    async def creating(self, key: str) -> bool:
+        return await outbox.lane_pending(self._conn, f"create:{key}")
+
+    async def join(self, room_id: str, via: Sequence[str] = ()) -> None:
+        await outbox.enqueue(
+            self._conn, room_id, None, {"via": list(via)}, kind="join", target=room_id
+        )
+
+    async def leave(self, room_id: str) -> None:
+        await outbox.enqueue(self._conn, room_id, None, {}, kind="leave")
 
 
 class SqlAuditLog:

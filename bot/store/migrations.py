@@ -20,7 +20,7 @@ class SchemaTooNewError(RuntimeError):
 
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: the exactly-once pipeline, the bot's session, the audit trail.
+    # 1: the exactly-once pipeline, the bot's session, direct chats, the audit trail.
     """
     CREATE TABLE kv (
         key   TEXT PRIMARY KEY,
@@ -42,10 +42,19 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE TABLE outbox (
         id            INTEGER PRIMARY KEY AUTOINCREMENT,
-        room_id       TEXT NOT NULL,
-        event_type    TEXT NOT NULL,
-        content       TEXT NOT NULL,
+        lane          TEXT NOT NULL,
+        kind          TEXT NOT NULL DEFAULT 'message'
+                      CHECK (kind IN ('message', 'state', 'redact', 'invite', 'kick', 'join',
+                                      'leave', 'upload', 'create_room')),
+        room_id       TEXT,
+        event_type    TEXT,
+        state_key     TEXT,
+        target        TEXT,
+        content       TEXT NOT NULL DEFAULT '{}',
+        media         BLOB,
         source_event  TEXT,
+        on_done       TEXT,
+        on_done_args  TEXT,
         status        TEXT NOT NULL DEFAULT 'pending'
                       CHECK (status IN ('pending', 'sent', 'failed')),
         attempts      INTEGER NOT NULL DEFAULT 0,
@@ -54,7 +63,12 @@ MIGRATIONS: tuple[str, ...] = (
         sent_at       INTEGER,
         event_id      TEXT
     );
-    CREATE INDEX outbox_pending ON outbox (room_id, id) WHERE status = 'pending';
+    CREATE TABLE direct_rooms (
+        user_id     TEXT PRIMARY KEY,
+        room_id     TEXT NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX outbox_pending ON outbox (lane, id) WHERE status = 'pending';
     CREATE TABLE audit_log (
         id        INTEGER PRIMARY KEY AUTOINCREMENT,
         at        INTEGER NOT NULL,
@@ -65,6 +79,95 @@ MIGRATIONS: tuple[str, ...] = (
         detail    TEXT
     );
     CREATE INDEX audit_by_actor ON audit_log (actor, at);
+    """,
+    # 2: the organisation: neighbourhoods, managed rooms, members, join codes and requests.
+    """
+    CREATE TABLE neighbourhoods (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        station_id  TEXT NOT NULL,
+        slug        TEXT NOT NULL UNIQUE,
+        name        TEXT NOT NULL,
+        language    TEXT NOT NULL CHECK (language IN ('zh', 'en')),
+        welcome     INTEGER NOT NULL DEFAULT 1,
+        created_by  TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE rooms (
+        room_id          TEXT PRIMARY KEY,
+        kind             TEXT NOT NULL
+                         CHECK (kind IN ('neighbourhood', 'officers', 'digest', 'taskforce')),
+        station_id       TEXT,
+        neighbourhood_id INTEGER REFERENCES neighbourhoods (id),
+        audience         TEXT,
+        alias            TEXT,
+        name             TEXT NOT NULL,
+        language         TEXT NOT NULL CHECK (language IN ('zh', 'en')),
+        encrypted        INTEGER NOT NULL DEFAULT 0,
+        rules_event_id   TEXT,
+        created_by       TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        UNIQUE (neighbourhood_id, audience)
+    );
+    CREATE UNIQUE INDEX rooms_officers_per_station ON rooms (station_id)
+        WHERE kind = 'officers';
+    CREATE TABLE members (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        room_id      TEXT NOT NULL REFERENCES rooms (room_id),
+        user_id      TEXT NOT NULL,
+        name         TEXT,
+        role         TEXT,
+        unit         TEXT,
+        phone        TEXT,
+        status       TEXT NOT NULL
+                     CHECK (status IN ('verified', 'unverified', 'left', 'removed')),
+        via          TEXT NOT NULL,
+        verified_by  TEXT,
+        verified_at  INTEGER,
+        invited_by   TEXT,
+        joined_at    INTEGER,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL,
+        UNIQUE (room_id, user_id)
+    );
+    CREATE INDEX members_by_user ON members (user_id, status);
+    CREATE TABLE join_codes (
+        code        TEXT PRIMARY KEY,
+        room_id     TEXT NOT NULL REFERENCES rooms (room_id),
+        created_by  TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        max_uses    INTEGER NOT NULL CHECK (max_uses > 0),
+        uses        INTEGER NOT NULL DEFAULT 0,
+        revoked     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE join_requests (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id      TEXT NOT NULL,
+        room_id      TEXT NOT NULL REFERENCES rooms (room_id),
+        source       TEXT NOT NULL CHECK (source IN ('knock', 'dm')),
+        code         TEXT,
+        reason       TEXT,
+        status       TEXT NOT NULL
+                     CHECK (status IN ('pending', 'form', 'done', 'denied', 'cancelled')),
+        step         TEXT,
+        name         TEXT,
+        unit         TEXT,
+        approved_by  TEXT,
+        decided_by   TEXT,
+        decided_at   INTEGER,
+        note         TEXT,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE INDEX join_requests_open ON join_requests (user_id, status);
+    CREATE TABLE throttle (
+        key  TEXT NOT NULL,
+        at   INTEGER NOT NULL
+    );
+    CREATE INDEX throttle_by_key ON throttle (key, at);
+    CREATE TABLE reconcile_queue (
+        room_id       TEXT PRIMARY KEY,
+        requested_at  INTEGER NOT NULL
+    );
     """,
 )
 

@@ -7,6 +7,7 @@ import pytest
 from bot.commands import CommandRegistry, CommandSyntaxError, parse, tokenize
 from bot.domain.roles import ALL_ROLES, STAFF, Role
 from bot.features import basics
+from bot.features.registry import Features
 
 
 def test_plain_text_is_not_a_command() -> None:
@@ -63,22 +64,24 @@ def test_huge_message_is_parsed_in_bounded_time() -> None:
 
 
 def registry() -> CommandRegistry:
-    reg = CommandRegistry()
-    basics.register(reg)
-    return reg
+    features = Features()
+    basics.register(features)
+    return features.commands
 
 
 def test_help_lists_only_what_the_caller_may_run() -> None:
     reg = registry()
     anyone = {s.verb for s in reg.visible_to(frozenset({Role.ANYONE}))}
+    resident = {s.verb for s in reg.visible_to(frozenset({Role.ANYONE, Role.RESIDENT}))}
     officer = {s.verb for s in reg.visible_to(frozenset({Role.ANYONE, Role.OFFICER}))}
-    assert "status" not in anyone and {"ping", "help"} <= anyone
+    assert anyone == {"help"}
+    assert "status" not in resident and {"ping", "help"} <= resident
     assert "status" in officer
 
 
 def test_closest_match_only_suggests_allowed_commands() -> None:
     reg = registry()
-    assert reg.closest("pnig", frozenset({Role.ANYONE})) == "ping"
+    assert reg.closest("pnig", frozenset({Role.ANYONE, Role.RESIDENT})) == "ping"
     assert reg.closest("statsu", frozenset({Role.ANYONE})) is None
     assert reg.closest("statsu", STAFF) == "status"
 

@@ -8,33 +8,48 @@ from typing import Any
 
 import pytest
 
-from bot.delivery import OutboxWorker, txn_prefix
-from bot.domain.matrix_model import SendResult
+from bot.delivery import OutboxWorker, Outcome, txn_prefix
+from bot.domain.matrix_model import Action, SendResult
 from bot.store import outbox
 from bot.store.db import Database
 
 
 class FakeHomeserver:
-    """Answers each send from a script; dedupes by txn id like Synapse does."""
+    """Answers each write from a script; dedupes messages by txn id like Synapse does."""
 
     def __init__(self, script: list[SendResult] | None = None) -> None:
         self.script = list(script or [])
-        self.calls: list[tuple[str, str]] = []
+        self.calls: list[tuple[str | None, str]] = []
         self.timeline: dict[str, list[str]] = {}
+        self.state: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.dms: list[str] = []
         self._by_txn: dict[str, str] = {}
 
     async def send_event(
         self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
     ) -> SendResult:
-        self.calls.append((room_id, txn_id))
+        """A message sent outside the worker (to simulate an earlier, unrecorded send)."""
+        return await self.perform(Action("message", room_id, event_type, content=content), txn_id)
+
+    async def perform(self, action: Action, txn_id: str) -> SendResult:
+        self.calls.append((action.room_id, txn_id))
         if self.script:
             result = self.script.pop(0)
             if not result.ok:
                 return result
+        assert action.room_id is not None
+        if action.kind == "state":
+            key = (action.room_id, str(action.event_type), str(action.state_key))
+            self.state[key] = dict(action.content)
+            return SendResult(value=f"$state{len(self.state)}")
         if txn_id not in self._by_txn:
             self._by_txn[txn_id] = f"${len(self._by_txn)}"
-            self.timeline.setdefault(room_id, []).append(content["body"])
-        return SendResult(event_id=self._by_txn[txn_id])
+            self.timeline.setdefault(action.room_id, []).append(action.content["body"])
+        return SendResult(value=self._by_txn[txn_id])
+
+    async def create_dm(self, user_id: str) -> SendResult:
+        self.dms.append(user_id)
+        return SendResult(value=f"!dm-{user_id}")
 
 
 @pytest.fixture
@@ -126,12 +141,10 @@ async def test_a_slow_room_does_not_hold_up_another(db: Database) -> None:
     release = asyncio.Event()
 
     class Slow(FakeHomeserver):
-        async def send_event(
-            self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
-        ) -> SendResult:
-            if room_id == "!slow":
+        async def perform(self, action: Action, txn_id: str) -> SendResult:
+            if action.room_id == "!slow":
                 await release.wait()
-            return await super().send_event(room_id, event_type, content, txn_id)
+            return await super().perform(action, txn_id)
 
     hs = Slow()
     await enqueue(db, "!slow", "s")
@@ -149,6 +162,79 @@ async def test_a_slow_room_does_not_hold_up_another(db: Database) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_completion_hook_runs_once_in_the_transaction_that_marks_the_row_sent(
+    db: Database,
+) -> None:
+    seen: list[tuple[dict[str, Any], Outcome]] = []
+
+    async def hook(conn: Any, args: dict[str, Any], outcome: Outcome) -> None:
+        seen.append((args, outcome))
+        await outbox.enqueue(conn, "!a", "m.room.message", {"body": "follow-up"})
+
+    async with db.transaction() as conn:
+        await outbox.enqueue(
+            conn, "!a", "m.room.message", {"body": "first"}, on_done="h", on_done_args={"n": 1}
+        )
+    hs = FakeHomeserver()
+    await run_until_drained(OutboxWorker(db, hs, prefix="p", hooks={"h": hook}))
+    assert hs.timeline["!a"] == ["first", "follow-up"]
+    assert seen == [({"n": 1}, Outcome(True, "$0", "!a"))]
+
+
+async def test_a_later_row_can_use_the_event_id_of_an_earlier_one(db: Database) -> None:
+    async with db.transaction() as conn:
+        rules = await outbox.enqueue(conn, "!a", "m.room.message", {"body": "rules"})
+        await outbox.enqueue(
+            conn,
+            "!a",
+            "m.room.pinned_events",
+            {"pinned": [outbox.ref(rules)]},
+            kind="state",
+            state_key="",
+        )
+    hs = FakeHomeserver()
+    await run_until_drained(OutboxWorker(db, hs, prefix="p"))
+    assert hs.state[("!a", "m.room.pinned_events", "")] == {"pinned": ["$0"]}
+
+
+async def test_a_row_depending_on_a_failed_row_is_parked_not_sent_half_done(
+    db: Database,
+) -> None:
+    forbidden = SendResult(error="403", permanent=True)
+    async with db.transaction() as conn:
+        rules = await outbox.enqueue(conn, "!a", "m.room.message", {"body": "rules"})
+        await outbox.enqueue(
+            conn,
+            "!a",
+            "m.room.pinned_events",
+            {"pinned": [outbox.ref(rules)]},
+            kind="state",
+            state_key="",
+        )
+    hs = FakeHomeserver([forbidden])
+    await run_until_drained(OutboxWorker(db, hs, prefix="p", max_attempts=1, sleep=Sleeps()))
+    assert hs.state == {}
+    async with db.transaction() as conn:
+        assert (await outbox.stats(conn)).failed == 2
+
+
+async def test_direct_messages_open_one_chat_per_person_and_reuse_it(db: Database) -> None:
+    async with db.transaction() as conn:
+        for body in ("one", "two"):
+            await outbox.enqueue(
+                conn, None, "m.room.message", {"body": body}, lane=outbox.dm_lane("@li:x")
+            )
+    hs = FakeHomeserver()
+    await run_until_drained(OutboxWorker(db, hs, prefix="p"))
+    async with db.transaction() as conn:
+        await outbox.enqueue(
+            conn, None, "m.room.message", {"body": "three"}, lane=outbox.dm_lane("@li:x")
+        )
+    await run_until_drained(OutboxWorker(db, hs, prefix="p"))
+    assert hs.dms == ["@li:x"]
+    assert hs.timeline == {"!dm-@li:x": ["one", "two", "three"]}
 
 
 async def test_txn_prefix_is_stable_per_database_and_differs_between_databases() -> None:

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from bot.app import build_registry
-from bot.commands import CommandRegistry, ParsedCommand, UsageError
+from bot.app import build_features
+from bot.commands import ParsedCommand, UsageError
 from bot.domain.matrix_model import RoomEvent
 from bot.domain.roles import ALL_ROLES
 from bot.features.context import CommandContext
-from bot.features.ports import RuntimeInfo
+from bot.features.registry import Features
 from bot.pipeline import EventPipeline
-from bot.store import audit, outbox
+from bot.store import audit
 from bot.store.db import Database
-
-OFFICER = "@wang:police.example"
-RESIDENT = "@li:example.org"
-
-
-def message(body: str, sender: str = RESIDENT, event_id: str = "$1", **content: Any) -> RoomEvent:
-    return RoomEvent(
-        event_id,
-        "!room:x",
-        sender,
-        "m.room.message",
-        {"msgtype": "m.text", "body": body, **content},
-        origin_server_ts=1_000,
-    )
+from tests.support.units import OFFICER, RESIDENT, make_pipeline, message, queued, unit_config
 
 
 @pytest.fixture
@@ -40,30 +25,14 @@ async def db() -> AsyncIterator[Database]:
     await database.close()
 
 
-def pipeline(
-    db: Database, registry: CommandRegistry | None = None, language: str = "en"
-) -> EventPipeline:
-    return EventPipeline(
-        db,
-        registry or build_registry(),
-        RuntimeInfo("http://hs", time.time()),
-        prefix="!",
-        language=language,  # type: ignore[arg-type]
-        officers={OFFICER},
-        supervisors=set(),
-        clock=lambda: 1_250,
-    )
-
-
-async def queued(db: Database) -> list[outbox.OutboxRow]:
-    async with db.transaction() as conn:
-        return await outbox.pending(conn)
+def pipeline(db: Database, features: Features | None = None, language: str = "en") -> EventPipeline:
+    return make_pipeline(db, features, unit_config(language=language))
 
 
 async def test_an_event_is_handled_once_even_if_delivered_twice(db: Database) -> None:
     p = pipeline(db)
-    assert await p.handle(message("!ping")) is True
-    assert await p.handle(message("!ping")) is False
+    assert await p.handle(message("!ping", OFFICER, "$1")) is True
+    assert await p.handle(message("!ping", OFFICER, "$1")) is False
     [row] = await queued(db)
     assert row.content["body"] == "pong — your message reached me in 250 ms."
     assert row.content["m.relates_to"] == {"m.in_reply_to": {"event_id": "$1"}}
@@ -114,36 +83,36 @@ async def test_unclosed_quote_gets_a_clear_answer(db: Database) -> None:
 
 
 async def test_replies_follow_the_configured_language(db: Database) -> None:
-    await pipeline(db, language="zh").handle(message("!ping"))
+    await pipeline(db, language="zh").handle(message("!ping", OFFICER))
     [row] = await queued(db)
     assert "毫秒" in row.content["body"]
 
 
 async def test_a_crashing_handler_rolls_back_its_writes_and_apologises(db: Database) -> None:
-    registry = build_registry()
+    features = build_features()
 
-    @registry.command("boom", roles=ALL_ROLES, help_en="x", help_zh="x")
+    @features.commands.command("boom", roles=ALL_ROLES, help_en="x", help_zh="x")
     async def boom(ctx: CommandContext, parsed: ParsedCommand) -> None:
         await ctx.audit.record(ctx.event.sender, "half.done")
         await ctx.reply("ping.pong", latency_ms=0)
         raise RuntimeError("bug")
 
-    p = pipeline(db, registry)
-    assert await p.handle(message("!boom")) is True
+    p = pipeline(db, features)
+    assert await p.handle(message("!boom", event_id="$boom")) is True
     [row] = await queued(db)
     assert "something went wrong while handling !boom" in row.content["body"]
     async with db.transaction() as conn:
         assert await audit.recent(conn) == []
-    assert await p.handle(message("!boom")) is False
+    assert await p.handle(message("!boom", event_id="$boom")) is False
 
 
 async def test_usage_error_raised_by_a_handler_names_the_problem(db: Database) -> None:
-    registry = build_registry()
+    features = build_features()
 
-    @registry.command("need", usage="<n>", roles=ALL_ROLES, help_en="x", help_zh="x")
+    @features.commands.command("need", usage="<n>", roles=ALL_ROLES, help_en="x", help_zh="x")
     async def need(ctx: CommandContext, parsed: ParsedCommand) -> None:
         raise UsageError("n must be a number.")
 
-    await pipeline(db, registry).handle(message("!need x"))
+    await pipeline(db, features).handle(message("!need x"))
     [row] = await queued(db)
     assert row.content["body"] == "n must be a number. Usage: !need <n>"

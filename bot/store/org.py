@@ -1,0 +1,445 @@
+"""Repositories of the organisation: neighbourhoods, managed rooms, members, codes, requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiosqlite
+
+from bot.domain.org import JoinCode, JoinRequest, ManagedRoom, Member, Neighbourhood
+from bot.store.clock import now_ms
+
+
+class AlreadyExists(Exception):
+    pass
+
+
+def _placeholders(values: Sequence[Any]) -> str:
+    return ",".join("?" for _ in values)
+
+
+# ------------------------------------------------------------ neighbourhoods
+
+_NBH = "id, station_id, slug, name, language, welcome"
+
+
+def _nbh(r: Any) -> Neighbourhood:
+    return Neighbourhood(int(r[0]), r[1], r[2], r[3], r[4], bool(r[5]))
+
+
+async def add_neighbourhood(
+    conn: aiosqlite.Connection,
+    *,
+    station_id: str,
+    slug: str,
+    name: str,
+    language: str,
+    created_by: str,
+) -> Neighbourhood:
+    try:
+        cur = await conn.execute(
+            "INSERT INTO neighbourhoods (station_id, slug, name, language, created_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (station_id, slug, name, language, created_by, now_ms()),
+        )
+    except aiosqlite.IntegrityError:
+        raise AlreadyExists(slug) from None
+    assert cur.lastrowid is not None
+    found = await neighbourhood_by_id(conn, int(cur.lastrowid))
+    assert found is not None
+    return found
+
+
+async def neighbourhood_by_id(conn: aiosqlite.Connection, nbh_id: int) -> Neighbourhood | None:
+    cur = await conn.execute(f"SELECT {_NBH} FROM neighbourhoods WHERE id = ?", (nbh_id,))
+    row = await cur.fetchone()
+    return _nbh(row) if row else None
+
+
+async def neighbourhood_by_slug(conn: aiosqlite.Connection, slug: str) -> Neighbourhood | None:
+    cur = await conn.execute(f"SELECT {_NBH} FROM neighbourhoods WHERE slug = ?", (slug,))
+    row = await cur.fetchone()
+    return _nbh(row) if row else None
+
+
+async def neighbourhoods(
+    conn: aiosqlite.Connection, station_ids: Iterable[str] | None = None
+) -> list[Neighbourhood]:
+    if station_ids is None:
+        cur = await conn.execute(f"SELECT {_NBH} FROM neighbourhoods ORDER BY slug")
+    else:
+        ids = list(station_ids)
+        cur = await conn.execute(
+            f"SELECT {_NBH} FROM neighbourhoods WHERE station_id IN ({_placeholders(ids)})"
+            " ORDER BY slug",
+            ids,
+        )
+    return [_nbh(r) for r in await cur.fetchall()]
+
+
+async def update_neighbourhood(
+    conn: aiosqlite.Connection,
+    nbh_id: int,
+    *,
+    language: str | None = None,
+    welcome: bool | None = None,
+    name: str | None = None,
+) -> None:
+    await conn.execute(
+        "UPDATE neighbourhoods SET language = COALESCE(?, language),"
+        " welcome = COALESCE(?, welcome), name = COALESCE(?, name) WHERE id = ?",
+        (language, None if welcome is None else int(welcome), name, nbh_id),
+    )
+
+
+# --------------------------------------------------------------------- rooms
+
+_ROOM = "room_id, kind, station_id, neighbourhood_id, audience, alias, name, language, encrypted"
+
+
+def _room(r: Any) -> ManagedRoom:
+    return ManagedRoom(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))
+
+
+async def add_room(conn: aiosqlite.Connection, room: ManagedRoom, created_by: str) -> None:
+    await conn.execute(
+        "INSERT INTO rooms (room_id, kind, station_id, neighbourhood_id, audience, alias, name,"
+        " language, encrypted, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            room.room_id,
+            room.kind,
+            room.station_id,
+            room.neighbourhood_id,
+            room.audience,
+            room.alias,
+            room.name,
+            room.language,
+            int(room.encrypted),
+            created_by,
+            now_ms(),
+        ),
+    )
+
+
+async def room(conn: aiosqlite.Connection, room_id: str) -> ManagedRoom | None:
+    cur = await conn.execute(f"SELECT {_ROOM} FROM rooms WHERE room_id = ?", (room_id,))
+    row = await cur.fetchone()
+    return _room(row) if row else None
+
+
+async def room_for(
+    conn: aiosqlite.Connection, neighbourhood_id: int, audience: str
+) -> ManagedRoom | None:
+    cur = await conn.execute(
+        f"SELECT {_ROOM} FROM rooms WHERE neighbourhood_id = ? AND audience = ?",
+        (neighbourhood_id, audience),
+    )
+    row = await cur.fetchone()
+    return _room(row) if row else None
+
+
+async def room_by_alias(conn: aiosqlite.Connection, alias: str) -> ManagedRoom | None:
+    cur = await conn.execute(f"SELECT {_ROOM} FROM rooms WHERE alias = ?", (alias,))
+    row = await cur.fetchone()
+    return _room(row) if row else None
+
+
+async def officers_room(conn: aiosqlite.Connection, station_id: str) -> ManagedRoom | None:
+    cur = await conn.execute(
+        f"SELECT {_ROOM} FROM rooms WHERE kind = 'officers' AND station_id = ?", (station_id,)
+    )
+    row = await cur.fetchone()
+    return _room(row) if row else None
+
+
+async def rooms(
+    conn: aiosqlite.Connection,
+    *,
+    station_ids: Iterable[str] | None = None,
+    kind: str | None = None,
+    neighbourhood_id: int | None = None,
+) -> list[ManagedRoom]:
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    if station_ids is not None:
+        ids = list(station_ids)
+        where.append(f"station_id IN ({_placeholders(ids)})")
+        params.extend(ids)
+    if kind is not None:
+        where.append("kind = ?")
+        params.append(kind)
+    if neighbourhood_id is not None:
+        where.append("neighbourhood_id = ?")
+        params.append(neighbourhood_id)
+    cur = await conn.execute(
+        f"SELECT {_ROOM} FROM rooms WHERE {' AND '.join(where)} ORDER BY kind, name", params
+    )
+    return [_room(r) for r in await cur.fetchall()]
+
+
+async def set_rules_event(conn: aiosqlite.Connection, room_id: str, event_id: str) -> None:
+    await conn.execute("UPDATE rooms SET rules_event_id = ? WHERE room_id = ?", (event_id, room_id))
+
+
+async def set_encrypted(conn: aiosqlite.Connection, room_id: str) -> None:
+    await conn.execute("UPDATE rooms SET encrypted = 1 WHERE room_id = ?", (room_id,))
+
+
+# ------------------------------------------------------------------- members
+
+_MEMBER = (
+    "id, room_id, user_id, name, role, unit, phone, status, via, verified_by, verified_at,"
+    " invited_by, created_at, joined_at"
+)
+
+
+def _member(r: Any) -> Member:
+    return Member(*r)
+
+
+async def member(conn: aiosqlite.Connection, room_id: str, user_id: str) -> Member | None:
+    cur = await conn.execute(
+        f"SELECT {_MEMBER} FROM members WHERE room_id = ? AND user_id = ?", (room_id, user_id)
+    )
+    row = await cur.fetchone()
+    return _member(row) if row else None
+
+
+async def save_member(
+    conn: aiosqlite.Connection,
+    *,
+    room_id: str,
+    user_id: str,
+    status: str,
+    via: str,
+    name: str | None = None,
+    role: str | None = None,
+    unit: str | None = None,
+    phone: str | None = None,
+    verified_by: str | None = None,
+    invited_by: str | None = None,
+) -> Member:
+    """Create or update the member record; given fields replace, missing ones are kept."""
+    now = now_ms()
+    verified_at = now if status == "verified" and verified_by else None
+    await conn.execute(
+        "INSERT INTO members (room_id, user_id, name, role, unit, phone, status, via, verified_by,"
+        " verified_at, invited_by, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (room_id, user_id) DO UPDATE SET"
+        " name = COALESCE(excluded.name, name), role = COALESCE(excluded.role, role),"
+        " unit = COALESCE(excluded.unit, unit), phone = COALESCE(excluded.phone, phone),"
+        " status = excluded.status, via = excluded.via,"
+        " verified_by = COALESCE(excluded.verified_by, verified_by),"
+        " verified_at = COALESCE(excluded.verified_at, verified_at),"
+        " invited_by = COALESCE(excluded.invited_by, invited_by),"
+        " updated_at = excluded.updated_at",
+        (
+            room_id,
+            user_id,
+            name,
+            role,
+            unit,
+            phone,
+            status,
+            via,
+            verified_by,
+            verified_at,
+            invited_by,
+            now,
+            now,
+        ),
+    )
+    saved = await member(conn, room_id, user_id)
+    assert saved is not None
+    return saved
+
+
+async def set_joined(
+    conn: aiosqlite.Connection, room_id: str, user_id: str, joined_at: int | None
+) -> None:
+    await conn.execute(
+        "UPDATE members SET joined_at = ?, updated_at = ? WHERE room_id = ? AND user_id = ?",
+        (joined_at, now_ms(), room_id, user_id),
+    )
+
+
+async def set_member_status(
+    conn: aiosqlite.Connection, room_id: str, user_id: str, status: str
+) -> None:
+    await conn.execute(
+        "UPDATE members SET status = ?, updated_at = ? WHERE room_id = ? AND user_id = ?",
+        (status, now_ms(), room_id, user_id),
+    )
+
+
+async def members(
+    conn: aiosqlite.Connection, room_id: str, *, statuses: Iterable[str] | None = None
+) -> list[Member]:
+    wanted = list(statuses or ("verified", "unverified"))
+    cur = await conn.execute(
+        f"SELECT {_MEMBER} FROM members WHERE room_id = ? AND status IN ({_placeholders(wanted)})"
+        " ORDER BY status DESC, name, user_id",
+        (room_id, *wanted),
+    )
+    return [_member(r) for r in await cur.fetchall()]
+
+
+async def memberships(conn: aiosqlite.Connection, user_id: str) -> list[Member]:
+    cur = await conn.execute(
+        f"SELECT {_MEMBER} FROM members WHERE user_id = ? AND status IN ('verified', 'unverified')",
+        (user_id,),
+    )
+    return [_member(r) for r in await cur.fetchall()]
+
+
+async def is_verified_anywhere(conn: aiosqlite.Connection, user_id: str) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM members WHERE user_id = ? AND status = 'verified' LIMIT 1", (user_id,)
+    )
+    return await cur.fetchone() is not None
+
+
+# --------------------------------------------------------------------- codes
+
+_CODE = "code, room_id, created_by, created_at, expires_at, max_uses, uses, revoked"
+
+
+async def add_code(
+    conn: aiosqlite.Connection,
+    *,
+    code: str,
+    room_id: str,
+    created_by: str,
+    expires_at: int,
+    max_uses: int,
+) -> None:
+    await conn.execute(
+        "INSERT INTO join_codes (code, room_id, created_by, created_at, expires_at, max_uses)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (code, room_id, created_by, now_ms(), expires_at, max_uses),
+    )
+
+
+async def code(conn: aiosqlite.Connection, value: str) -> JoinCode | None:
+    cur = await conn.execute(f"SELECT {_CODE} FROM join_codes WHERE code = ?", (value,))
+    r = await cur.fetchone()
+    return JoinCode(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) if r else None
+
+
+async def use_code(conn: aiosqlite.Connection, value: str) -> None:
+    await conn.execute("UPDATE join_codes SET uses = uses + 1 WHERE code = ?", (value,))
+
+
+# ------------------------------------------------------------------ requests
+
+_REQ = (
+    "id, user_id, room_id, source, code, reason, status, step, name, unit, approved_by, created_at"
+)
+
+
+def _request(r: Any) -> JoinRequest:
+    return JoinRequest(*r)
+
+
+async def add_request(
+    conn: aiosqlite.Connection,
+    *,
+    user_id: str,
+    room_id: str,
+    source: str,
+    status: str,
+    code: str | None = None,
+    reason: str | None = None,
+    step: str | None = None,
+    approved_by: str | None = None,
+) -> JoinRequest:
+    cur = await conn.execute(
+        "INSERT INTO join_requests (user_id, room_id, source, code, reason, status, step,"
+        " approved_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (user_id, room_id, source, code, reason, status, step, approved_by, now_ms()),
+    )
+    assert cur.lastrowid is not None
+    found = await request_by_id(conn, int(cur.lastrowid))
+    assert found is not None
+    return found
+
+
+async def request_by_id(conn: aiosqlite.Connection, request_id: int) -> JoinRequest | None:
+    cur = await conn.execute(f"SELECT {_REQ} FROM join_requests WHERE id = ?", (request_id,))
+    row = await cur.fetchone()
+    return _request(row) if row else None
+
+
+async def open_requests(
+    conn: aiosqlite.Connection,
+    user_id: str,
+    statuses: Iterable[str] = ("pending", "form"),
+    room_ids: Iterable[str] | None = None,
+) -> list[JoinRequest]:
+    wanted = list(statuses)
+    sql = (
+        f"SELECT {_REQ} FROM join_requests WHERE user_id = ?"
+        f" AND status IN ({_placeholders(wanted)})"
+    )
+    params: list[Any] = [user_id, *wanted]
+    if room_ids is not None:
+        rooms_ = list(room_ids)
+        sql += f" AND room_id IN ({_placeholders(rooms_)})"
+        params.extend(rooms_)
+    cur = await conn.execute(sql + " ORDER BY id", params)
+    return [_request(r) for r in await cur.fetchall()]
+
+
+async def pending_requests(
+    conn: aiosqlite.Connection, room_ids: Iterable[str]
+) -> list[JoinRequest]:
+    rooms_ = list(room_ids)
+    cur = await conn.execute(
+        f"SELECT {_REQ} FROM join_requests WHERE status = 'pending'"
+        f" AND room_id IN ({_placeholders(rooms_)}) ORDER BY id",
+        rooms_,
+    )
+    return [_request(r) for r in await cur.fetchall()]
+
+
+async def update_request(
+    conn: aiosqlite.Connection,
+    request_id: int,
+    *,
+    status: str | None = None,
+    step: str | None = None,
+    name: str | None = None,
+    unit: str | None = None,
+    approved_by: str | None = None,
+    decided_by: str | None = None,
+    note: str | None = None,
+) -> None:
+    decided_at = now_ms() if decided_by else None
+    await conn.execute(
+        "UPDATE join_requests SET status = COALESCE(?, status), step = ?,"
+        " name = COALESCE(?, name), unit = COALESCE(?, unit),"
+        " approved_by = COALESCE(?, approved_by), decided_by = COALESCE(?, decided_by),"
+        " decided_at = COALESCE(?, decided_at), note = COALESCE(?, note) WHERE id = ?",
+        (status, step, name, unit, approved_by, decided_by, decided_at, note, request_id),
+    )
+
+
+# ------------------------------------------------------------------ throttle
+
+
+async def throttle_hit(conn: aiosqlite.Connection, key: str, now: int) -> None:
+    await conn.execute("INSERT INTO throttle (key, at) VALUES (?, ?)", (key, now))
+
+
+async def throttle_count(conn: aiosqlite.Connection, key: str, since: int) -> int:
+    cur = await conn.execute(
+        "SELECT COUNT(*) FROM throttle WHERE key = ? AND at >= ?", (key, since)
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def throttle_prune(conn: aiosqlite.Connection, before: int) -> None:
+    await conn.execute("DELETE FROM throttle WHERE at < ?", (before,))
