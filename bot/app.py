@@ -102,6 +102,7 @@ class App:
                 concurrency=cfg.outbox.concurrency,
                 max_attempts=cfg.outbox.max_attempts,
                 backoff_max_s=cfg.sync.backoff_max_s,
+                connectivity=gateway.connectivity,
             )
             pipeline = EventPipeline(db, features, self.runtime, cfg)
             tasks = {

@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 
 import aiosqlite
 
+from bot.connectivity import Connectivity
 from bot.domain.backoff import Backoff
 from bot.domain.matrix_model import Action, SendResult
 from bot.store import direct, kv, outbox
@@ -83,8 +84,10 @@ class OutboxWorker:
         backoff_max_s: float = 60.0,
         idle_poll_s: float = 5.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        connectivity: Connectivity | None = None,
     ) -> None:
         self._db = db
+        self._connectivity = connectivity or Connectivity()
         self._executor = executor
         self._prefix = prefix
         self._hooks = dict(hooks or {})
@@ -144,6 +147,7 @@ class OutboxWorker:
                 if not rows:
                     return
                 for row in rows:
+                    await self._connectivity.wait_up()
                     outcome = await self._deliver(row)
                     if outcome == "sent":
                         backoff.reset()
@@ -191,6 +195,8 @@ class OutboxWorker:
         self, row: outbox.OutboxRow, result: SendResult
     ) -> Literal["parked", "retry"]:
         log.warning("outbox row %d (%s in %s) failed: %s", row.id, row.kind, row.lane, result.error)
+        if result.unreachable:
+            self._connectivity.mark_down(result.error or "no answer")
         if not result.permanent:
             return "retry"
         give_up = row.attempts + 1 >= self._max_attempts

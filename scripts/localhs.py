@@ -268,7 +268,7 @@ class Homeserver:
 
     # ---------------------------------------------------------------- users
 
-    def _call(
+    def call(
         self, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
     ) -> tuple[int, dict[str, Any]]:
         data = json.dumps(body).encode() if body is not None else None
@@ -289,12 +289,12 @@ class Homeserver:
         Raises ``HomeserverError`` if the name is taken (``M_USER_IN_USE``).
         """
         for _ in range(20):
-            _, nonce_body = self._call("GET", "/_synapse/admin/v1/register")
+            _, nonce_body = self.call("GET", "/_synapse/admin/v1/register")
             nonce = nonce_body["nonce"]
             parts = (nonce, localpart, password, "admin" if admin else "notadmin")
             message = b"\x00".join(part.encode("utf8") for part in parts)
             mac = hmac.new(self.shared_secret.encode(), message, digestmod=hashlib.sha1)
-            status, body = self._call(
+            status, body = self.call(
                 "POST",
                 "/_synapse/admin/v1/register",
                 {
@@ -314,7 +314,7 @@ class Homeserver:
         raise HomeserverError(f"registering {localpart}: rate limited")
 
     def login(self, localpart: str, password: str) -> dict[str, Any]:
-        status, body = self._call(
+        status, body = self.call(
             "POST",
             "/_matrix/client/v3/login",
             {
@@ -329,7 +329,7 @@ class Homeserver:
 
     def exempt_from_ratelimit(self, admin_token: str, user_id: str) -> None:
         """Production advice for the bot account; tests use it for their load generators."""
-        status, body = self._call(
+        status, body = self.call(
             "POST",
             f"/_synapse/admin/v1/users/{quote(user_id)}/override_ratelimit",
             {"messages_per_second": 0, "burst_count": 0},

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from localhs import REPO, Homeserver, HomeserverError, free_port, log
@@ -108,7 +109,7 @@ class Quickstart:
     def _reset_password(self, hs: Homeserver, user_id: str, password: str) -> None:
         admin = self.account(hs, ADMIN_LOCALPART, admin=True)
         token = hs.login(ADMIN_LOCALPART, admin["password"])["access_token"]
-        status, body = hs._call(
+        status, body = hs.call(
             "POST",
             f"/_synapse/admin/v1/reset_password/{user_id}",
             {"new_password": password, "logout_devices": False},
@@ -117,32 +118,86 @@ class Quickstart:
         if status != 200:
             raise HomeserverError(f"resetting the password of {user_id}: {status} {body}")
 
-    def demo_room(self, hs: Homeserver, bot: str, accounts: dict[str, dict[str, str]]) -> str:
-        """A room with the officer, the resident and the bot, so ``!ping`` works at once."""
+    def setup_demo(self, hs: Homeserver, bot: str, accounts: dict[str, dict[str, str]]) -> str:
+        """A verified neighbourhood room, made the way an officer would: with bot commands.
+
+        The officer talks to the bot in a direct chat, adds the neighbourhood "Demo
+        Garden", creates its residents' room and enrols the demo resident, who accepts.
+        """
         if "demo_room" in self.state:
             return str(self.state["demo_room"])
         officer = hs.login("officer", accounts["officer"]["password"])["access_token"]
         resident = hs.login("resident", accounts["resident"]["password"])["access_token"]
-        status, body = hs._call(
+        dm = self._ok(
+            hs,
             "POST",
             "/_matrix/client/v3/createRoom",
+            officer,
             {
-                "preset": "private_chat",
-                "name": "neighborwatch demo",
-                "topic": "Try !help or !ping here.",
-                "invite": [bot, accounts["resident"]["user_id"]],
+                "preset": "trusted_private_chat",
+                "is_direct": True,
+                "invite": [bot],
             },
-            token=officer,
+        )["room_id"]
+        _poll(
+            lambda: (
+                bot
+                in self._ok(
+                    hs, "GET", f"/_matrix/client/v3/rooms/{quote(dm)}/joined_members", officer
+                ).get("joined", {})
+            ),
+            "the bot to join the officer's direct chat",
         )
-        if status != 200:
-            raise HomeserverError(f"creating the demo room: {status} {body}")
-        room_id = str(body["room_id"])
-        status, body = hs._call("POST", f"/_matrix/client/v3/join/{room_id}", {}, token=resident)
-        if status != 200:
-            raise HomeserverError(f"joining the demo room: {status} {body}")
-        self.state["demo_room"] = room_id
+        for command in (
+            '!neighbourhood add demo "Demo Garden" lang=en',
+            "!room create demo residents",
+        ):
+            self._send(hs, officer, dm, command)
+        alias = quote(f"#nw-demo-residents:{hs.server_name}")
+        room = str(
+            _poll(
+                lambda: hs.call("GET", f"/_matrix/client/v3/directory/room/{alias}", token=officer)[
+                    1
+                ].get("room_id"),
+                "the demo room to be created",
+            )
+        )
+        _poll(lambda: self._joins(hs, officer, room), "the officer's invitation")
+        self._send(
+            hs,
+            officer,
+            dm,
+            f"!enrol {accounts['resident']['user_id']} demo/residents "
+            'name="Demo Resident" unit="Building 1"',
+        )
+        _poll(lambda: self._joins(hs, resident, room), "the resident's invitation")
+        self.state["demo_room"] = room
+        self.state["officer_dm"] = dm
         self.save_state()
-        return room_id
+        return room
+
+    @staticmethod
+    def _ok(
+        hs: Homeserver, method: str, path: str, token: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        status, data = hs.call(method, path, body, token=token)
+        if status != 200:
+            raise HomeserverError(f"{method} {path}: {status} {data}")
+        return data
+
+    def _send(self, hs: Homeserver, token: str, room: str, text: str) -> None:
+        txn = secrets.token_hex(8)
+        self._ok(
+            hs,
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room)}/send/m.room.message/{txn}",
+            token,
+            {"msgtype": "m.text", "body": text},
+        )
+
+    @staticmethod
+    def _joins(hs: Homeserver, token: str, room: str) -> bool:
+        return hs.call("POST", f"/_matrix/client/v3/join/{quote(room)}", {}, token=token)[0] == 200
 
     # --------------------------------------------------------------- config
 
@@ -189,7 +244,7 @@ class Quickstart:
         lines = [
             "",
             "=" * 72,
-            f"neighborwatch ready on {hs.url}",
+            f"neighborwatch ready on {hs.url} (demo set up)",
             "Connect Element (Desktop, or Web at https://app.element.io): on the sign-in",
             f"screen choose 'Edit' next to the homeserver and enter {hs.url}",
             "Demo accounts:",
@@ -197,8 +252,9 @@ class Quickstart:
                 f"  {name:<10} {user['user_id']:<28} password: {user['password']}"
                 for name, user in ((n, accounts[n]) for n in DEMO_ACCOUNTS)
             ),
-            "The officer and the resident share the room 'neighborwatch demo' with the bot:",
-            "send !ping or !help there. Ctrl-C stops the bot and the homeserver.",
+            "The resident is a verified member of 'Demo Garden · residents'; the officer runs",
+            "the station from a direct chat with the bot. Send !help in either.",
+            "Ctrl-C stops the bot and the homeserver.",
             f"(also written to {self.state_path})",
             "=" * 72,
             "",
@@ -212,7 +268,6 @@ class Quickstart:
             bot = self.account(hs, BOT_LOCALPART)
             accounts = {name: self.account(hs, name) for name in DEMO_ACCOUNTS}
             self.state.update(homeserver=hs.url, bot=bot["user_id"])
-            self.demo_room(hs, bot["user_id"], accounts)
             self.save_state()
             self.write_config(hs, bot, accounts)
             env = {**os.environ, "NEIGHBORWATCH_BOT_PASSWORD": bot["password"]}
@@ -223,9 +278,13 @@ class Quickstart:
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            banner = self.banner(hs, accounts)
-            relay = threading.Thread(target=_relay, args=(bot_proc, banner), daemon=True)
-            relay.start()
+            ready = threading.Event()
+            threading.Thread(target=_relay, args=(bot_proc, ready), daemon=True).start()
+            while not ready.wait(0.2):
+                if bot_proc.poll() is not None:
+                    return bot_proc.returncode
+            self.setup_demo(hs, bot["user_id"], accounts)
+            print(self.banner(hs, accounts), flush=True)
             return bot_proc.wait()
         except KeyboardInterrupt:
             log("stopping")
@@ -238,14 +297,24 @@ class Quickstart:
                 hs.stop()
 
 
-def _relay(proc: subprocess.Popen[str], banner: str) -> None:
-    """Copy the bot's stdout to ours; after its ready line, show how to log in."""
+def _relay(proc: subprocess.Popen[str], ready: threading.Event) -> None:
+    """Copy the bot's stdout to ours; note when it is ready."""
     assert proc.stdout is not None
     for line in proc.stdout:
         sys.stdout.write(line)
-        if line.startswith("neighborwatch ready"):
-            sys.stdout.write(banner + "\n")
         sys.stdout.flush()
+        if line.startswith("neighborwatch ready"):
+            ready.set()
+
+
+def _poll(check: Any, what: str, timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.3)
+    raise HomeserverError(f"timed out waiting for {what}")
 
 
 def _stop(proc: subprocess.Popen[str] | None) -> int:

@@ -99,6 +99,7 @@ class SendResult:
     retry_after_ms: int | None = None
     error: str | None = None
     permanent: bool = False
+    unreachable: bool = False  # no answer, or a gateway error (502/503/504): the server is down
 
     @property
     def ok(self) -> bool:

@@ -23,6 +23,7 @@ from nio import (
     WhoamiError,
 )
 
+from bot.connectivity import Connectivity
 from bot.domain.backoff import Backoff
 from bot.domain.matrix_model import Action, BotSession, Invite, RoomEvent, SendResult, SyncBatch
 from bot.matrix.http import NETWORK_ERRORS, RawApi
@@ -68,8 +69,10 @@ class MatrixGateway:
         sync_timeout_ms: int = 30_000,
         backoff_max_s: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        connectivity: Connectivity | None = None,
     ) -> None:
         store_path.mkdir(parents=True, exist_ok=True)
+        self.connectivity = connectivity or Connectivity()
         self.user_id = user_id
         self.homeserver = homeserver
         self._device_name = device_name
@@ -175,6 +178,7 @@ class MatrixGateway:
                 batch = await self._to_batch(resp, token)
             except (*NETWORK_ERRORS, GapFillFailed) as err:
                 self.requests_failed += 1
+                self.connectivity.mark_down(str(err) or type(err).__name__)
                 delay = backoff.next_delay()
                 log.warning(
                     "sync failed (%s); retrying in %.0f s", err or type(err).__name__, delay
@@ -182,6 +186,7 @@ class MatrixGateway:
                 await self._sleep(delay)
                 continue
             backoff.reset()
+            self.connectivity.mark_up()
             yield batch
             token = batch.next_batch
 
@@ -327,7 +332,8 @@ def _inviter(invite_state: list[Any], user_id: str) -> tuple[str | None, bool]:
         source = getattr(ev, "source", None)
         if isinstance(source, dict) and source.get("state_key") == user_id:
             sender = source.get("sender")
-            content = source.get("content") or {}
+            # nio moves "content" out of the source dict into the event's attribute.
+            content = getattr(ev, "content", None) or source.get("content") or {}
             is_direct = isinstance(content, dict) and content.get("is_direct") is True
             return (sender if isinstance(sender, str) else None, is_direct)
     return (None, False)

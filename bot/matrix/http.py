@@ -45,7 +45,11 @@ class HttpReply:
                 retry_after_ms=int(retry) if isinstance(retry, int | float) else 1000,
                 error=self.describe(),
             )
-        return SendResult(error=self.describe(), permanent=400 <= self.status < 500)
+        return SendResult(
+            error=self.describe(),
+            permanent=400 <= self.status < 500,
+            unreachable=self.status in (0, 502, 503, 504),
+        )
 
     def describe(self) -> str:
         if self.status == 0:

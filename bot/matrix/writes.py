@@ -75,7 +75,7 @@ class MatrixWriter:
                 ignore_unverified_devices=True,
             )
         except NETWORK_ERRORS as err:
-            return SendResult(error=f"network: {err or type(err).__name__}")
+            return SendResult(error=f"network: {err or type(err).__name__}", unreachable=True)
         if isinstance(resp, RoomSendResponse):
             return SendResult(value=resp.event_id)
         status = resp.transport_response.status if resp.transport_response else 0
@@ -143,7 +143,7 @@ class MatrixWriter:
                 filesize=len(data),
             )
         except NETWORK_ERRORS as err:
-            return SendResult(error=f"network: {err or type(err).__name__}")
+            return SendResult(error=f"network: {err or type(err).__name__}", unreachable=True)
         if isinstance(resp, UploadResponse):
             return SendResult(value=resp.content_uri)
         status = resp.transport_response.status if resp.transport_response else 0

@@ -29,9 +29,9 @@ async def wait_for_replies(
 async def test_sigkill_mid_stream_handles_every_message_exactly_once(
     homeserver: object, account: Callable[[str], Account], make_bot: Callable[..., BotUnderTest]
 ) -> None:
-    resident = account("resident")
-    bot = make_bot(homeserver)
-    async with resident.client() as res:
+    officer = account("officer")  # !ping needs a verified member or staff
+    bot = make_bot(homeserver, officers=[officer.user_id])
+    async with officer.client() as res:
         room = await room_with_bot(res, bot.user_id)
         sent: list[str] = []
 
@@ -68,15 +68,19 @@ async def test_sigkill_mid_stream_handles_every_message_exactly_once(
             " WHERE outcome = 'command:ping'"
         )
         assert rows == [(200, 200)]
-        assert bot.process.query("SELECT COUNT(*) FROM outbox WHERE status = 'sent'") == [(200,)]
+        assert bot.process.query(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND kind = 'message'"
+            " AND room_id = ?",
+            (room,),
+        ) == [(200,)]
 
 
 async def test_messages_sent_while_the_bot_was_down_are_all_handled(
     homeserver: object, account: Callable[[str], Account], make_bot: Callable[..., BotUnderTest]
 ) -> None:
-    resident = account("resident")
-    bot = make_bot(homeserver)
-    async with resident.client() as res:
+    officer = account("officer")  # !ping needs a verified member or staff
+    bot = make_bot(homeserver, officers=[officer.user_id])
+    async with officer.client() as res:
         room = await room_with_bot(res, bot.user_id)
         first = await res.send_text(room, "!ping before")
         await wait_for_replies(res, room, bot.user_id, 1)

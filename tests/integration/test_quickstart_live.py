@@ -59,7 +59,7 @@ class Quickstart:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
-            if "neighborwatch ready" in line:
+            if "neighborwatch ready on" in line:  # the banner, once the demo is set up
                 self._ready.set()
 
     def interrupt(self) -> int:

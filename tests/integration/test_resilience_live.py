@@ -45,9 +45,9 @@ async def test_homeserver_outage_backs_off_and_recovers(
     proxy = ThreadedProxy(upstream_port=hs.port)
     proxy.start()
     try:
-        bot = make_bot(hs, homeserver_url=proxy.url)
-        resident = register(hs, "resident")
-        async with resident.client() as res:
+        officer = register(hs, "officer")
+        bot = make_bot(hs, homeserver_url=proxy.url, officers=[officer.user_id])
+        async with officer.client() as res:
             room = await room_with_bot(res, bot.user_id)
 
             hs.stop()
@@ -80,10 +80,10 @@ async def test_rate_limited_burst_of_replies_all_arrive_in_order(
 ) -> None:
     hs = own_homeserver(overrides={"rc_message": {"per_second": 2, "burst_count": 4}})
     admin = hs.register("admin", "admin-password", admin=True)
-    resident = register(hs, "resident")
-    hs.exempt_from_ratelimit(admin["access_token"], resident.user_id)
-    bot = make_bot(hs)
-    async with resident.client() as res:
+    officer = register(hs, "officer")
+    hs.exempt_from_ratelimit(admin["access_token"], officer.user_id)
+    bot = make_bot(hs, officers=[officer.user_id])
+    async with officer.client() as res:
         room = await room_with_bot(res, bot.user_id)
         sent = [await res.send_text(room, f"!ping {i}") for i in range(30)]
 

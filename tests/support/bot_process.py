@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import uuid
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ def write_config(
         "language": language,
         "stations": [
             {
-                "id": "test",
+                # Unique per bot: bots of different tests share one homeserver (and its aliases).
+                "id": f"st-{uuid.uuid4().hex[:8]}",
                 "name": "Test Station",
                 "officers": officers or [],
                 "supervisors": supervisors or [],
@@ -114,6 +116,15 @@ class BotProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """Change the bot's database behind its back (to move a code's expiry into the past)."""
+        conn = sqlite3.connect(self.db_path, timeout=10)
+        try:
+            conn.execute(sql, params)
+            conn.commit()
+        finally:
+            conn.close()
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Read the bot's database (WAL mode lets us read while it runs)."""

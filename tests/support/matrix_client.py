@@ -34,6 +34,8 @@ class TestUser:
         self.user_id = user_id
         self.access_token = access_token
         self._session: aiohttp.ClientSession | None = None
+        self._since: str | None = None
+        self._invites: set[str] = set()
 
     async def __aenter__(self) -> TestUser:
         return self
@@ -66,6 +68,8 @@ class TestUser:
         while True:
             async with self._http().request(method, url, json=body, params=params) as resp:
                 data = await resp.json(content_type=None) if resp.content_length != 0 else {}
+                if isinstance(data, list):  # GET /rooms/{id}/state
+                    data = {"chunk": data}
                 if resp.status == 429 and retry_429:
                     await asyncio.sleep(data.get("retry_after_ms", 500) / 1000)
                     continue
@@ -115,6 +119,76 @@ class TestUser:
         )
         return str(data["event_id"])
 
+    async def create_dm(self, other: str) -> str:
+        """A direct chat with ``other`` (``is_direct`` invite, as Element does)."""
+        return await self.create_room(invite=[other], preset="trusted_private_chat", is_direct=True)
+
+    async def knock(
+        self, room: str, reason: str = "", via: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        params = {"via": via} if via else None
+        return await self.request(
+            "POST", f"/_matrix/client/v3/knock/{quote(room)}", {"reason": reason}, params
+        )
+
+    async def invited_rooms(self) -> list[str]:
+        """Rooms this user is invited to now (incremental /sync: Synapse caches initial ones)."""
+        params = {"timeout": "0"}
+        if self._since:
+            params["since"] = self._since
+        data = await self.ok("GET", "/_matrix/client/v3/sync", params=params)
+        self._since = str(data["next_batch"])
+        rooms = data.get("rooms") or {}
+        self._invites |= set(rooms.get("invite", {}))
+        self._invites -= set(rooms.get("join", {})) | set(rooms.get("leave", {}))
+        return sorted(self._invites)
+
+    async def accept_invites(self) -> list[str]:
+        rooms = await self.invited_rooms()
+        for room in rooms:
+            await self.join(room)
+            self._invites.discard(room)
+        return rooms
+
+    async def try_join(self, room: str) -> bool:
+        status, _ = await self.request("POST", f"/_matrix/client/v3/join/{quote(room)}", {})
+        return status == 200
+
+    async def state(self, room_id: str) -> list[dict[str, Any]]:
+        status, data = await self.request("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/state")
+        if status != 200:
+            raise MatrixError(status, data)
+        return list(data.get("chunk", [])) if isinstance(data, dict) else []
+
+    async def state_event(
+        self, room_id: str, event_type: str, state_key: str = ""
+    ) -> dict[str, Any]:
+        return await self.ok(
+            "GET",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}",
+        )
+
+    async def put_state(
+        self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = ""
+    ) -> tuple[int, dict[str, Any]]:
+        return await self.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}",
+            content,
+        )
+
+    async def resolve_alias(self, alias: str) -> str:
+        data = await self.ok("GET", f"/_matrix/client/v3/directory/room/{quote(alias)}")
+        return str(data["room_id"])
+
+    async def download(self, mxc: str) -> bytes:
+        server, media_id = mxc.removeprefix("mxc://").split("/", 1)
+        url = f"{self.homeserver}/_matrix/client/v1/media/download/{server}/{media_id}"
+        async with self._http().get(url) as resp:
+            if resp.status != 200:
+                raise MatrixError(resp.status, {"error": await resp.text()})
+            return await resp.read()
+
     async def joined_members(self, room_id: str) -> set[str]:
         data = await self.ok("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/joined_members")
         return set(data.get("joined", {}))
@@ -137,6 +211,25 @@ class TestUser:
                 break
         events.reverse()
         return events
+
+    async def texts_from(self, room_id: str, sender: str) -> list[str]:
+        """Bodies of the messages ``sender`` posted in the room, oldest first."""
+        return [
+            str((ev.get("content") or {}).get("body", ""))
+            for ev in await self.messages(room_id)
+            if ev.get("sender") == sender and ev.get("type") == "m.room.message"
+        ]
+
+    async def wait_text(self, room_id: str, sender: str, needle: str, timeout: float = 30) -> str:
+        """Wait for a message from ``sender`` containing ``needle``; return its body."""
+        found: list[str] = []
+
+        async def arrived() -> bool:
+            found[:] = [t for t in await self.texts_from(room_id, sender) if needle in t]
+            return bool(found)
+
+        await wait_until(arrived, timeout=timeout, what=f"“{needle}” from {sender}")
+        return found[-1]
 
     async def replies_from(self, room_id: str, sender: str) -> list[dict[str, Any]]:
         """Messages ``sender`` posted in the room that reply to another event, oldest first."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bot.connectivity import Connectivity
 from bot.delivery import OutboxWorker, Outcome, txn_prefix
 from bot.domain.matrix_model import Action, SendResult
 from bot.store import outbox
@@ -245,3 +246,27 @@ async def test_txn_prefix_is_stable_per_database_and_differs_between_databases()
     finally:
         await one.close()
         await two.close()
+
+
+async def test_while_the_server_is_unreachable_the_worker_waits_for_sync_instead_of_probing(
+    db: Database,
+) -> None:
+    connectivity = Connectivity()
+    hs = FakeHomeserver([SendResult(error="network: refused", unreachable=True)])
+    await enqueue(db, "!a", "held")
+    worker = OutboxWorker(db, hs, prefix="p", sleep=Sleeps(), connectivity=connectivity)
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(100):
+            if not connectivity.is_up:
+                break
+            await asyncio.sleep(0.01)
+        assert not connectivity.is_up
+        await asyncio.sleep(0.2)
+        assert len(hs.calls) == 1, "no second probe while the server is down"
+        connectivity.mark_up()  # what the sync loop does when /sync answers again
+        assert await worker.drain(timeout=5)
+        assert hs.timeline["!a"] == ["held"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
