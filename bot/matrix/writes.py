@@ -78,15 +78,7 @@ class MatrixWriter:
             return SendResult(error=f"network: {err or type(err).__name__}", unreachable=True)
         if isinstance(resp, RoomSendResponse):
             return SendResult(value=resp.event_id)
-        status = resp.transport_response.status if resp.transport_response else 0
-        return HttpReply(
-            status,
-            {
-                "errcode": resp.status_code or "",
-                "error": resp.message,
-                "retry_after_ms": resp.retry_after_ms,
-            },
-        ).as_result()
+        return _nio_error(resp)
 
     async def _state(self, action: Action, txn_id: str) -> SendResult:
         assert action.room_id is not None and action.event_type is not None
@@ -146,15 +138,7 @@ class MatrixWriter:
             return SendResult(error=f"network: {err or type(err).__name__}", unreachable=True)
         if isinstance(resp, UploadResponse):
             return SendResult(value=resp.content_uri)
-        status = resp.transport_response.status if resp.transport_response else 0
-        return HttpReply(
-            status,
-            {
-                "errcode": resp.status_code or "",
-                "error": resp.message,
-                "retry_after_ms": resp.retry_after_ms,
-            },
-        ).as_result()
+        return _nio_error(resp)
 
     async def _create_room(self, action: Action, txn_id: str) -> SendResult:
         body = dict(action.content)
@@ -167,3 +151,14 @@ class MatrixWriter:
                 return joined.as_result(existing)
         reply = await self._raw.call("POST", path("createRoom"), body)
         return reply.as_result(str(reply.body.get("room_id")) if reply.ok else None)
+
+
+def _nio_error(resp: Any) -> SendResult:
+    """Classify a nio error response like any other HTTP answer."""
+    status = resp.transport_response.status if resp.transport_response else 0
+    body = {
+        "errcode": resp.status_code or "",
+        "error": resp.message,
+        "retry_after_ms": resp.retry_after_ms,
+    }
+    return HttpReply(status, body).as_result()

@@ -91,6 +91,11 @@ async def update_neighbourhood(
         " welcome = COALESCE(?, welcome), name = COALESCE(?, name) WHERE id = ?",
         (language, None if welcome is None else int(welcome), name, nbh_id),
     )
+    if language is not None:
+        # The rooms speak the neighbourhood's language from now on.
+        await conn.execute(
+            "UPDATE rooms SET language = ? WHERE neighbourhood_id = ?", (language, nbh_id)
+        )
 
 
 # --------------------------------------------------------------------- rooms

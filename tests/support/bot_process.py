@@ -8,8 +8,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import uuid
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 

@@ -290,3 +290,15 @@ async def test_unknown_neighbourhood_lists_what_exists(db: Database, bot: EventP
     await bot.handle(message("!room create nowhere guards", OFFICER, room_id=DM_OFFICER))
     [reply] = texts(await drain(db))
     assert "no neighbourhood “nowhere”" in reply and "hqxc" in reply
+
+
+async def test_changing_a_neighbourhoods_language_changes_how_its_rooms_are_answered(
+    db: Database, bot: EventPipeline
+) -> None:
+    await create_guards_room(db, bot)
+    await bot.handle(message("!neighbourhood set hqxc lang=zh welcome=off", OFFICER,
+                             room_id=DM_OFFICER))
+    await drain(db)
+    await bot.handle(message("!ping", OFFICER, room_id=ROOM))
+    [reply] = texts(await drain(db))
+    assert "毫秒" in reply
