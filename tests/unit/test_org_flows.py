@@ -296,8 +296,9 @@ async def test_changing_a_neighbourhoods_language_changes_how_its_rooms_are_answ
     db: Database, bot: EventPipeline
 ) -> None:
     await create_guards_room(db, bot)
-    await bot.handle(message("!neighbourhood set hqxc lang=zh welcome=off", OFFICER,
-                             room_id=DM_OFFICER))
+    await bot.handle(
+        message("!neighbourhood set hqxc lang=zh welcome=off", OFFICER, room_id=DM_OFFICER)
+    )
     await drain(db)
     await bot.handle(message("!ping", OFFICER, room_id=ROOM))
     [reply] = texts(await drain(db))
