@@ -10,21 +10,18 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-import aiosqlite
-
 from bot.config import Config
 from bot.delivery import Hook, OutboxWorker, Outcome, txn_prefix
 from bot.domain.matrix_model import BotSession, SyncBatch
-from bot.features import basics, invites, membership, onboarding, rooms
+from bot.features import basics, cases, intake, invites, membership, onboarding, rooms
 from bot.features.context import Deps
 from bot.features.ports import RuntimeInfo
 from bot.features.registry import FeatureHook, Features
 from bot.matrix.gateway import MatrixGateway
 from bot.pipeline import EventPipeline, make_deps
 from bot.store import kv, session
-from bot.store import reconcile as reconcile_queue
 from bot.store.clock import now_ms
-from bot.store.db import Database
+from bot.store.db import Connection, Database
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +32,13 @@ RECONCILE_POLL_S = 30.0
 
 def build_features() -> Features:
     features = Features()
+    features.on_invite.append(invites.decide)
     basics.register(features)
     rooms.register(features)
     onboarding.register(features)
     membership.register(features)
+    intake.register(features)
+    cases.register(features)
     return features
 
 
@@ -68,7 +68,7 @@ class App:
 
     def _hooks(self, features: Features) -> dict[str, Hook]:
         def adapt(hook: FeatureHook) -> Hook:
-            async def run(conn: aiosqlite.Connection, args: dict[str, Any], out: Outcome) -> None:
+            async def run(conn: Connection, args: dict[str, Any], out: Outcome) -> None:
                 await hook(make_deps(conn, self.config, now_ms()), args, out)
 
             return run
@@ -149,20 +149,11 @@ class App:
 
     async def _process(self, batch: SyncBatch, pipeline: EventPipeline) -> None:
         assert self._worker is not None
-        handled = 0
-        for event in batch.events:
-            if await pipeline.handle(event):
-                handled += 1
-                self._worker.wake()
-        for invite in batch.invites:
-            async with self.transaction() as deps:
-                decision = await invites.decide(deps, invite)
-            log.info("invited to %s by %s: %s", invite.room_id, invite.inviter, decision)
-        # The token is saved only after every event of the batch is committed.
-        async with self.db.transaction() as conn:
-            await kv.put(conn, kv.SYNC_TOKEN, batch.next_batch)
-            if await reconcile_queue.pending(conn):
-                self._reconcile_wake.set()
+        # Events, invitations and the sync token: one transaction (see handle_batch).
+        handled = await pipeline.handle_batch(batch.events, batch.next_batch, batch.invites)
+        self._worker.wake()
+        if await self.db.fetchone("SELECT 1 FROM reconcile_queue LIMIT 1") is not None:
+            self._reconcile_wake.set()
         if handled:
             log.debug("batch: %d events, %d handled", len(batch.events), handled)
 

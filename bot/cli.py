@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from bot.config import Config, ConfigError, load_config, render_effective_config
 
@@ -27,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate a config file and print it with secrets redacted"
     )
     check.add_argument("-c", "--config", default="config.yaml", help="config file")
+    sub.add_parser(
+        "classify",
+        help="read JSONL messages ({text, id?, lang?}) on stdin, write the tip analysis as JSONL",
+    )
     return parser
 
 
@@ -41,6 +47,8 @@ def _load(path: str) -> Config | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "classify":
+        return classify(sys.stdin, sys.stdout, sys.stderr)
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
@@ -48,6 +56,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render_effective_config(config), end="")
         return 0
     return _run(config)
+
+
+def classify(source: TextIO, sink: TextIO, errors: TextIO) -> int:
+    """One output line per input line; a line that is not a JSON object is reported, skipped."""
+    from bot.domain.tips import analyse
+
+    bad = 0
+    for number, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+                raise ValueError('needs an object with a string "text"')
+        except ValueError as err:
+            print(f"classify: line {number}: {err}", file=errors)
+            bad += 1
+            continue
+        lang = item.get("lang") if item.get("lang") in ("zh", "en") else None
+        result = analyse(item["text"], lang)
+        record = {
+            "id": item.get("id"),
+            "is_tip": result.is_tip,
+            "category": result.category,
+            "emergency": result.emergency,
+            "location": result.location,
+            "identifiers": list(result.identifiers),
+            "confidence": round(result.confidence, 3),
+        }
+        sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return 1 if bad else 0
 
 
 def _run(config: Config) -> int:

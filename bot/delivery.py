@@ -23,13 +23,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-import aiosqlite
-
 from bot.connectivity import Connectivity
 from bot.domain.backoff import Backoff
 from bot.domain.matrix_model import Action, SendResult
 from bot.store import direct, kv, outbox
-from bot.store.db import Database
+from bot.store.db import Connection, Database
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ class Outcome:
     error: str | None = None
 
 
-Hook = Callable[[aiosqlite.Connection, dict[str, Any], Outcome], Awaitable[None]]
+Hook = Callable[[Connection, dict[str, Any], Outcome], Awaitable[None]]
 
 
 class DependencyFailed(Exception):
@@ -218,7 +216,7 @@ class OutboxWorker:
                 await self._run_hook(conn, row, Outcome(False, None, row.room_id, error))
 
     async def _run_hook(
-        self, conn: aiosqlite.Connection, row: outbox.OutboxRow, outcome: Outcome
+        self, conn: Connection, row: outbox.OutboxRow, outcome: Outcome
     ) -> None:
         if row.on_done is None:
             return

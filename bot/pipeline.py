@@ -14,23 +14,21 @@ member nor staff are not acted on (enforcement removes them).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-
-import aiosqlite
 
 from bot.commands import CommandSyntaxError, ParsedCommand, UsageError, parse
 from bot.config import Config
-from bot.domain.matrix_model import RoomEvent
+from bot.domain.matrix_model import Invite, RoomEvent
 from bot.domain.roles import Role, roles_of
 from bot.features.context import CommandContext, Deps, EventContext
 from bot.features.ports import RuntimeInfo
 from bot.features.registry import Features
 from bot.features.scope import Refused
-from bot.store import direct, inbox, org
+from bot.store import direct, inbox, kv, org
 from bot.store.adapters import OutboxMessenger, OutboxRoomActions, SqlAuditLog, TxStatusProbe
 from bot.store.clock import now_ms
-from bot.store.db import Database
+from bot.store.db import Connection, Database
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +46,7 @@ class HandlerFailed(Exception):
         self.verb = verb
 
 
-def make_deps(
-    conn: aiosqlite.Connection, config: Config, now: int, source_event: str | None = None
-) -> Deps:
+def make_deps(conn: Connection, config: Config, now: int, source_event: str | None = None) -> Deps:
     return Deps(
         conn=conn,
         config=config,
@@ -81,30 +77,61 @@ class EventPipeline:
 
     async def handle(self, event: RoomEvent) -> bool:
         """Process ``event`` unless it was already; True when it was processed now."""
-        try:
-            async with self._db.transaction() as conn:
-                if await inbox.is_processed(conn, event.event_id):
-                    return False
-                outcome = await self._dispatch(conn, event)
-                await inbox.mark_processed(
-                    conn, event.event_id, event.room_id, event.sender, outcome
-                )
-            return True
-        except HandlerFailed as failure:
-            log.exception("handler for %s failed on %s", failure.verb, event.event_id)
-            async with self._db.transaction() as conn:
-                if await inbox.is_processed(conn, event.event_id):
-                    return False
-                if not event.is_state:
-                    ctx = await self._context(conn, event)
-                    key = "message.error" if failure.verb == "message" else "command.error"
-                    await ctx.reply(key, verb=failure.verb)
-                await inbox.mark_processed(
-                    conn, event.event_id, event.room_id, event.sender, "error"
-                )
-            return True
+        return await self.handle_batch([event]) == 1
 
-    async def _context(self, conn: aiosqlite.Connection, event: RoomEvent) -> EventContext:
+    async def handle_batch(
+        self,
+        events: Sequence[RoomEvent],
+        next_batch: str | None = None,
+        invites: Sequence[Invite] = (),
+    ) -> int:
+        """One /sync batch as one transaction: every event (each in a savepoint), the bot's
+        invitations, then the sync token. Returns how many events were processed now.
+
+        Committing the batch at once is a group commit: one durable write for the whole
+        batch. A crash before the commit replays the whole batch; nothing of it was sent.
+        """
+
+        async def unit(conn: Connection) -> int:
+            handled = 0
+            for event in events:
+                if await self._handle_one(conn, event):
+                    handled += 1
+            for invite in invites:
+                deps = make_deps(conn, self._config, self._clock())
+                for on_invite in self._features.on_invite:
+                    decision = await on_invite(deps, invite)
+                    log.info("invited to %s by %s: %s", invite.room_id, invite.inviter, decision)
+            if next_batch is not None:
+                await kv.put(conn, kv.SYNC_TOKEN, next_batch)
+            return handled
+
+        return await self._db.run(unit)
+
+    async def _handle_one(self, conn: Connection, event: RoomEvent) -> bool:
+        if await inbox.is_processed(conn, event.event_id):
+            return False
+        await conn.execute("SAVEPOINT event")
+        try:
+            outcome = await self._dispatch(conn, event)
+        except Exception as err:  # one bad event must never block the batch
+            await conn.execute("ROLLBACK TO event")
+            what = err.verb if isinstance(err, HandlerFailed) else "event"
+            log.exception("handling %s failed on %s", what, event.event_id)
+            if not event.is_state and event.type == "m.room.message":
+                ctx = await self._context(conn, event)
+                key = (
+                    "command.error"
+                    if isinstance(err, HandlerFailed) and what not in ("message", "event")
+                    else "message.error"
+                )
+                await ctx.reply(key, verb=what)
+            outcome = "error"
+        await inbox.mark_processed(conn, event.event_id, event.room_id, event.sender, outcome)
+        await conn.execute("RELEASE event")
+        return True
+
+    async def _context(self, conn: Connection, event: RoomEvent) -> EventContext:
         deps = make_deps(conn, self._config, self._clock(), event.event_id)
         room = await org.room(conn, event.room_id)
         dm_user = await direct.user_of(conn, event.room_id)
@@ -120,7 +147,7 @@ class EventPipeline:
             dm_with=dm_user if dm_user == event.sender else None,
         )
 
-    async def _dispatch(self, conn: aiosqlite.Connection, event: RoomEvent) -> str:
+    async def _dispatch(self, conn: Connection, event: RoomEvent) -> str:
         ctx = await self._context(conn, event)
         for gate in self._features.gates:
             stopped = await gate(ctx)
@@ -132,6 +159,10 @@ class EventPipeline:
             for handler in handlers:
                 await self._guarded(handler(ctx), event.type)
             return f"state:{event.type}"
+        if event.type == "m.reaction":
+            for on_reaction in self._features.on_reaction:
+                await self._guarded(on_reaction(ctx), "reaction")
+            return "reaction"
         if event.type != "m.room.message" or event.msgtype not in MESSAGE_TYPES:
             return "ignored"
         if event.msgtype in TEXT_TYPES:

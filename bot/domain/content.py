@@ -17,12 +17,22 @@ def notice_content(
     reply_to: str | None = None,
     mentions: Sequence[str] = (),
     tag: Mapping[str, Any] | None = None,
+    thread_root: str | None = None,
 ) -> dict[str, Any]:
+    """An ``m.notice``; with ``thread_root`` it is posted in that event's thread (clients
+    without threads show it as a reply to ``reply_to``, or to the root)."""
     content: dict[str, Any] = {"msgtype": "m.notice", "body": message.body}
     if message.html is not None:
         content["format"] = "org.matrix.custom.html"
         content["formatted_body"] = message.html
-    if reply_to is not None:
+    if thread_root is not None:
+        content["m.relates_to"] = {
+            "rel_type": "m.thread",
+            "event_id": thread_root,
+            "is_falling_back": reply_to is None,
+            "m.in_reply_to": {"event_id": reply_to or thread_root},
+        }
+    elif reply_to is not None:
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
     content["m.mentions"] = {"user_ids": sorted(set(mentions))}
     bot_tag: dict[str, Any] = dict(tag or {})
@@ -50,6 +60,23 @@ def image_content(
         "filename": filename,
         "url": url,
         "info": {"mimetype": mimetype, "size": size, "w": width, "h": height},
+        "m.mentions": {},
+        BOT_NAMESPACE: dict(tag or {}),
+    }
+
+
+def edit_content(
+    target: str, message: Message, tag: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Replace the text of the bot's earlier message ``target`` (an event id or outbox ref)."""
+    new = notice_content(message, tag=tag)
+    new.pop("m.mentions", None)
+    body = {key: value for key, value in new.items() if key != BOT_NAMESPACE}
+    return {
+        "msgtype": "m.notice",
+        "body": "* " + message.body,
+        "m.new_content": body,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": target},
         "m.mentions": {},
         BOT_NAMESPACE: dict(tag or {}),
     }

@@ -34,6 +34,7 @@ class Neighbourhood:
     name: str
     language: Language
     welcome: bool
+    officer: str | None = None  # the officer in charge: new cases are assigned to them
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ class Role(StrEnum):
 ALL_ROLES = frozenset(Role)
 STAFF = frozenset({Role.OFFICER, Role.SUPERVISOR})
 OFFICERS = frozenset({Role.OFFICER})
+SUPERVISORS = frozenset({Role.SUPERVISOR})
 MEMBERS_AND_STAFF = frozenset({Role.RESIDENT, Role.OFFICER, Role.SUPERVISOR})
 
 

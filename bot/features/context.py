@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
-
 from bot.config import Config
 from bot.domain.matrix_model import RoomEvent
 from bot.domain.org import ManagedRoom
 from bot.domain.render import Language, Message, render
 from bot.domain.roles import Role
 from bot.features.ports import AuditLog, Messenger, RoomActions, StatusProbe
+from bot.store.db import Connection
 
 if TYPE_CHECKING:
     from bot.commands import CommandRegistry
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 class Deps:
     """Everything a feature works with, bound to the current database transaction."""
 
-    conn: aiosqlite.Connection
+    conn: Connection
     config: Config
     messenger: Messenger
     actions: RoomActions

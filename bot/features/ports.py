@@ -24,8 +24,21 @@ class Messenger(Protocol):
         reply_to: str | None = None,
         mentions: Sequence[str] = (),
         tag: Mapping[str, Any] | None = None,
+        thread_root: str | None = None,
     ) -> int:
         """Queue a notice for ``room_id``; returns its outbox row id."""
+
+    async def edit(
+        self,
+        room_id: str,
+        message_row: int,
+        message: Message,
+        tag: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Replace the text of the queued (or sent) message ``message_row`` in place."""
+
+    async def react(self, room_id: str, event_id: str, key: str) -> int:
+        """Queue a reaction (e.g. ✅) to ``event_id``."""
 
     async def send_dm(
         self, user_id: str, message: Message, *, tag: Mapping[str, Any] | None = None
@@ -59,7 +72,8 @@ class RoomActions(Protocol):
         self, room_id: str, event_type: str, content: Mapping[str, Any], state_key: str = ""
     ) -> int: ...
 
-    async def pin(self, room_id: str, message_row: int) -> None: ...
+    async def pin(self, room_id: str, message_rows: Sequence[int]) -> None:
+        """Pin these queued messages (in this order), replacing what was pinned."""
 
     async def create_room(
         self, key: str, body: Mapping[str, Any], *, on_done: str, args: Mapping[str, Any]

@@ -9,12 +9,15 @@ from typing import Any
 
 from bot.commands import CommandRegistry
 from bot.delivery import Outcome
+from bot.domain.matrix_model import Invite
 from bot.features.context import Deps, EventContext
 
 MessageHandler = Callable[[EventContext], Awaitable[bool]]
 """Gets every message that is not a command; returns True when it dealt with it."""
 EventHandler = Callable[[EventContext], Awaitable[None]]
 FeatureHook = Callable[[Deps, dict[str, Any], Outcome], Awaitable[None]]
+InviteHandler = Callable[[Deps, Invite], Awaitable[str]]
+"""Decides what to do with an invitation of the bot; returns the decision for the log."""
 Gate = Callable[[EventContext], Awaitable[str | None]]
 """Runs before everything else; returning an outcome stops the event there (e.g. throttled)."""
 
@@ -26,7 +29,9 @@ class Features:
     on_message: list[MessageHandler] = field(default_factory=list)
     on_member: list[EventHandler] = field(default_factory=list)
     on_state: list[EventHandler] = field(default_factory=list)
+    on_reaction: list[EventHandler] = field(default_factory=list)
     hooks: dict[str, FeatureHook] = field(default_factory=dict)
+    on_invite: list[InviteHandler] = field(default_factory=list)
 
     def hook(self, name: str) -> Callable[[FeatureHook], FeatureHook]:
         def decorate(fn: FeatureHook) -> FeatureHook:

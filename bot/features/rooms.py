@@ -166,7 +166,8 @@ async def room_created(deps: Deps, args: dict[str, Any], outcome: Outcome) -> No
         rules = await deps.messenger.send(
             room.room_id, deps.render("rooms.rules", lang), tag={"kind": "rules"}
         )
-        await deps.actions.pin(room.room_id, rules)
+        await org.set_rules_row(deps.conn, room.room_id, rules)
+        await deps.actions.pin(room.room_id, [rules])
     else:
         await deps.messenger.send(
             room.room_id, deps.render("rooms.officers_intro", lang), tag={"kind": "intro"}
@@ -300,13 +301,13 @@ def register(features: Features) -> None:
 
     @commands.command(
         "neighbourhood set",
-        usage='<slug> [lang=zh|en] [welcome=on|off] [name="…"]',
+        usage='<slug> [lang=zh|en] [welcome=on|off] [name="…"] [officer=@user:server]',
         roles=OFFICERS,
-        help_en="Change a neighbourhood's language, welcome messages or name.",
-        help_zh="修改小区的语言、欢迎消息或名称。",
+        help_en="Change a neighbourhood's language, welcome messages, name or officer in charge.",
+        help_zh="修改小区的语言、欢迎消息、名称或责任民警。",
     )
     async def neighbourhood_set(ctx: CommandContext, parsed: ParsedCommand) -> None:
-        (slug,), opts = options(parsed.args, ("lang", "welcome", "name"), positional=1)
+        (slug,), opts = options(parsed.args, ("lang", "welcome", "name", "officer"), positional=1)
         if not opts:
             raise UsageError()
         nbh = await neighbourhood_or_explain(ctx, slug)

@@ -6,18 +6,17 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import aiosqlite
-
-from bot.domain.content import image_content, notice_content
+from bot.domain.content import edit_content, image_content, notice_content
 from bot.domain.render import Message
 from bot.features.ports import RuntimeInfo, StatusReport
 from bot.store import audit, inbox, outbox
+from bot.store.db import Connection
 
 
 class OutboxMessenger:
     """Sending = writing a row to the outbox inside the event's transaction."""
 
-    def __init__(self, conn: aiosqlite.Connection, source_event: str | None = None) -> None:
+    def __init__(self, conn: Connection, source_event: str | None = None) -> None:
         self._conn = conn
         self._source_event = source_event
         self.queued = 0
@@ -30,9 +29,27 @@ class OutboxMessenger:
         reply_to: str | None = None,
         mentions: Sequence[str] = (),
         tag: Mapping[str, Any] | None = None,
+        thread_root: str | None = None,
     ) -> int:
-        content = notice_content(message, reply_to=reply_to, mentions=mentions, tag=tag)
+        content = notice_content(
+            message, reply_to=reply_to, mentions=mentions, tag=tag, thread_root=thread_root
+        )
         return await self._enqueue(room_id, None, content)
+
+    async def edit(
+        self,
+        room_id: str,
+        message_row: int,
+        message: Message,
+        tag: Mapping[str, Any] | None = None,
+    ) -> int:
+        return await self._enqueue(
+            room_id, None, edit_content(outbox.ref(message_row), message, tag)
+        )
+
+    async def react(self, room_id: str, event_id: str, key: str) -> int:
+        content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+        return await self._enqueue(room_id, None, content, event_type="m.reaction")
 
     async def send_dm(
         self, user_id: str, message: Message, *, tag: Mapping[str, Any] | None = None
@@ -75,11 +92,17 @@ class OutboxMessenger:
         )
         return await self._enqueue(room_id, lane, content)
 
-    async def _enqueue(self, room_id: str | None, lane: str | None, content: dict[str, Any]) -> int:
+    async def _enqueue(
+        self,
+        room_id: str | None,
+        lane: str | None,
+        content: dict[str, Any],
+        event_type: str = "m.room.message",
+    ) -> int:
         row = await outbox.enqueue(
             self._conn,
             room_id,
-            "m.room.message",
+            event_type,
             content,
             lane=lane,
             source_event=self._source_event,
@@ -91,7 +114,7 @@ class OutboxMessenger:
 class OutboxRoomActions:
     """Membership and settings changes as outbox rows, ordered with the room's messages."""
 
-    def __init__(self, conn: aiosqlite.Connection, source_event: str | None = None) -> None:
+    def __init__(self, conn: Connection, source_event: str | None = None) -> None:
         self._conn = conn
         self._source_event = source_event
 
@@ -125,8 +148,9 @@ class OutboxRoomActions:
             source_event=self._source_event,
         )
 
-    async def pin(self, room_id: str, message_row: int) -> None:
-        await self.put_state(room_id, "m.room.pinned_events", {"pinned": [outbox.ref(message_row)]})
+    async def pin(self, room_id: str, message_rows: Sequence[int]) -> None:
+        pinned = [outbox.ref(row) for row in message_rows]
+        await self.put_state(room_id, "m.room.pinned_events", {"pinned": pinned})
 
     async def create_room(
         self, key: str, body: Mapping[str, Any], *, on_done: str, args: Mapping[str, Any]
@@ -156,7 +180,7 @@ class OutboxRoomActions:
 
 
 class SqlAuditLog:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def record(
@@ -174,7 +198,7 @@ class SqlAuditLog:
 class TxStatusProbe:
     """Reads the status figures through the transaction that is already open."""
 
-    def __init__(self, conn: aiosqlite.Connection, runtime: RuntimeInfo) -> None:
+    def __init__(self, conn: Connection, runtime: RuntimeInfo) -> None:
         self._conn = conn
         self._runtime = runtime
 

@@ -6,9 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from bot.store.clock import now_ms
+from bot.store.db import Connection
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,7 @@ class AuditEntry:
 
 
 async def record(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     actor: str,
     action: str,
     *,
@@ -37,7 +36,7 @@ async def record(
     )
 
 
-async def recent(conn: aiosqlite.Connection, limit: int = 50) -> list[AuditEntry]:
+async def recent(conn: Connection, limit: int = 50) -> list[AuditEntry]:
     cur = await conn.execute(
         "SELECT at, actor, action, target, room_id, detail FROM audit_log ORDER BY id DESC LIMIT ?",
         (limit,),

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from bot.store.clock import now_ms
+from bot.store.db import Connection
 
 
-async def is_processed(conn: aiosqlite.Connection, event_id: str) -> bool:
+async def is_processed(conn: Connection, event_id: str) -> bool:
     cur = await conn.execute("SELECT 1 FROM processed_events WHERE event_id = ?", (event_id,))
     return await cur.fetchone() is not None
 
 
 async def mark_processed(
-    conn: aiosqlite.Connection, event_id: str, room_id: str, sender: str, outcome: str
+    conn: Connection, event_id: str, room_id: str, sender: str, outcome: str
 ) -> None:
     await conn.execute(
         "INSERT INTO processed_events (event_id, room_id, sender, outcome, processed_at)"
@@ -22,7 +21,7 @@ async def mark_processed(
     )
 
 
-async def count(conn: aiosqlite.Connection) -> int:
+async def count(conn: Connection) -> int:
     cur = await conn.execute("SELECT COUNT(*) FROM processed_events")
     row = await cur.fetchone()
     return int(row[0]) if row else 0

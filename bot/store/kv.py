@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import aiosqlite
+from bot.store.db import Connection
 
 SYNC_TOKEN = "sync.next_batch"
 TXN_PREFIX = "outbox.txn_prefix"
 
 
-async def get(conn: aiosqlite.Connection, key: str) -> str | None:
+async def get(conn: Connection, key: str) -> str | None:
     cur = await conn.execute("SELECT value FROM kv WHERE key = ?", (key,))
     row = await cur.fetchone()
     return str(row[0]) if row else None
 
 
-async def put(conn: aiosqlite.Connection, key: str, value: str) -> None:
+async def put(conn: Connection, key: str, value: str) -> None:
     await conn.execute(
         "INSERT INTO kv (key, value) VALUES (?, ?)"
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

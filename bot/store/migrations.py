@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import aiosqlite
+if TYPE_CHECKING:
+    from bot.store.db import Connection
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,7 @@ MIGRATIONS: tuple[str, ...] = (
         name        TEXT NOT NULL,
         language    TEXT NOT NULL CHECK (language IN ('zh', 'en')),
         welcome     INTEGER NOT NULL DEFAULT 1,
+        officer     TEXT,
         created_by  TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );
@@ -103,7 +106,7 @@ MIGRATIONS: tuple[str, ...] = (
         name             TEXT NOT NULL,
         language         TEXT NOT NULL CHECK (language IN ('zh', 'en')),
         encrypted        INTEGER NOT NULL DEFAULT 0,
-        rules_event_id   TEXT,
+        rules_row        INTEGER,
         created_by       TEXT NOT NULL,
         created_at       INTEGER NOT NULL,
         UNIQUE (neighbourhood_id, audience)
@@ -169,16 +172,147 @@ MIGRATIONS: tuple[str, ...] = (
         requested_at  INTEGER NOT NULL
     );
     """,
+    # 3: the case log.
+    """
+    CREATE TABLE cases (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        station_id       TEXT NOT NULL,
+        year             INTEGER NOT NULL,
+        seq              INTEGER NOT NULL,
+        number           TEXT NOT NULL UNIQUE,
+        source           TEXT NOT NULL CHECK (source IN ('room', 'dm', 'call', 'visit', 'officer')),
+        reporter         TEXT,
+        reporter_name    TEXT,
+        anonymous        INTEGER NOT NULL DEFAULT 0,
+        neighbourhood_id INTEGER REFERENCES neighbourhoods (id),
+        room_id          TEXT,
+        event_id         TEXT,
+        category         TEXT NOT NULL,
+        urgent           INTEGER NOT NULL DEFAULT 0,
+        location         TEXT,
+        identifiers      TEXT NOT NULL DEFAULT '[]',
+        text             TEXT NOT NULL,
+        text_truncated   INTEGER NOT NULL DEFAULT 0,
+        confidence       REAL,
+        status           TEXT NOT NULL CHECK (status IN ('new', 'acknowledged', 'investigating',
+                                             'solved', 'referred', 'unfounded', 'duplicate')),
+        assignee         TEXT,
+        outcome          TEXT,
+        referred_to      TEXT,
+        duplicate_of     INTEGER REFERENCES cases (id),
+        created_by       TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        acknowledged_at  INTEGER,
+        investigating_at INTEGER,
+        closed_at        INTEGER,
+        reopened_at      INTEGER,
+        updated_at       INTEGER NOT NULL,
+        UNIQUE (station_id, year, seq)
+    );
+    CREATE INDEX cases_by_status ON cases (station_id, status, created_at);
+    CREATE INDEX cases_by_place ON cases (neighbourhood_id, category, created_at);
+    CREATE INDEX cases_by_reporter ON cases (reporter, created_at);
+    CREATE INDEX cases_by_room ON cases (room_id, created_at);
+    CREATE UNIQUE INDEX cases_by_event ON cases (event_id) WHERE event_id IS NOT NULL;
+    CREATE TABLE case_events (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id  INTEGER NOT NULL REFERENCES cases (id),
+        at       INTEGER NOT NULL,
+        actor    TEXT NOT NULL,
+        action   TEXT NOT NULL,
+        old      TEXT,
+        new      TEXT,
+        note     TEXT
+    );
+    CREATE INDEX case_events_by_case ON case_events (case_id, id);
+    CREATE TABLE case_links (
+        case_id     INTEGER NOT NULL REFERENCES cases (id),
+        other_id    INTEGER NOT NULL REFERENCES cases (id),
+        kind        TEXT NOT NULL CHECK (kind IN ('link', 'possible_duplicate')),
+        created_by  TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (case_id, other_id)
+    );
+    CREATE TABLE case_attachments (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id     INTEGER NOT NULL REFERENCES cases (id),
+        event_id    TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        msgtype     TEXT NOT NULL,
+        body        TEXT,
+        url         TEXT,
+        file        TEXT,
+        info        TEXT,
+        at          INTEGER NOT NULL
+    );
+    CREATE INDEX case_attachments_by_case ON case_attachments (case_id);
+    CREATE TABLE case_messages (
+        event_ref   TEXT PRIMARY KEY,
+        case_id     INTEGER NOT NULL REFERENCES cases (id),
+        role        TEXT NOT NULL
+    );
+    CREATE TABLE recent_messages (
+        event_id    TEXT PRIMARY KEY,
+        room_id     TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        msgtype     TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        content     TEXT NOT NULL,
+        at          INTEGER NOT NULL
+    );
+    CREATE INDEX recent_messages_by_sender ON recent_messages (room_id, sender, at);
+    CREATE TABLE confirmations (
+        event_id      TEXT PRIMARY KEY,
+        room_id       TEXT NOT NULL,
+        reporter      TEXT NOT NULL,
+        question_row  INTEGER,
+        status        TEXT NOT NULL CHECK (status IN ('open', 'logged', 'declined', 'expired')),
+        created_at    INTEGER NOT NULL
+    );
+    CREATE INDEX confirmations_open ON confirmations (room_id, reporter, status);
+    CREATE TABLE reporters (
+        station_id  TEXT NOT NULL,
+        user_id     TEXT NOT NULL,
+        pseudonym   INTEGER NOT NULL,
+        PRIMARY KEY (station_id, user_id),
+        UNIQUE (station_id, pseudonym)
+    );
+    CREATE TABLE relay_questions (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id     INTEGER NOT NULL REFERENCES cases (id),
+        asked_by    TEXT NOT NULL,
+        reply_room  TEXT NOT NULL,
+        question    TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        answered_at INTEGER
+    );
+    CREATE TABLE case_boards (
+        room_id     TEXT NOT NULL,
+        month       TEXT NOT NULL,
+        board_row   INTEGER NOT NULL,
+        PRIMARY KEY (room_id, month)
+    );
+    CREATE TABLE category_corrections (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id     INTEGER NOT NULL REFERENCES cases (id),
+        text        TEXT NOT NULL,
+        old         TEXT NOT NULL,
+        new         TEXT NOT NULL,
+        by          TEXT NOT NULL,
+        at          INTEGER NOT NULL
+    );
+    CREATE INDEX outbox_by_event ON outbox (event_id) WHERE event_id IS NOT NULL;
+    """,
 )
 
 
-async def schema_version(conn: aiosqlite.Connection) -> int:
+async def schema_version(conn: Connection) -> int:
     cur = await conn.execute("PRAGMA user_version")
     row = await cur.fetchone()
     return int(row[0]) if row else 0
 
 
-async def apply_migrations(conn: aiosqlite.Connection, migrations: Sequence[str]) -> int:
+async def apply_migrations(conn: Connection, migrations: Sequence[str]) -> int:
     """Bring the schema up to ``len(migrations)``; returns the final version."""
     current = await schema_version(conn)
     latest = len(migrations)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import aiosqlite
-
 from bot.domain.org import JoinCode, JoinRequest, ManagedRoom, Member, Neighbourhood
 from bot.store.clock import now_ms
+from bot.store.db import Connection
 
 
 class AlreadyExists(Exception):
@@ -21,15 +21,15 @@ def _placeholders(values: Sequence[Any]) -> str:
 
 # ------------------------------------------------------------ neighbourhoods
 
-_NBH = "id, station_id, slug, name, language, welcome"
+_NBH = "id, station_id, slug, name, language, welcome, officer"
 
 
 def _nbh(r: Any) -> Neighbourhood:
-    return Neighbourhood(int(r[0]), r[1], r[2], r[3], r[4], bool(r[5]))
+    return Neighbourhood(int(r[0]), r[1], r[2], r[3], r[4], bool(r[5]), r[6])
 
 
 async def add_neighbourhood(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     station_id: str,
     slug: str,
@@ -43,7 +43,7 @@ async def add_neighbourhood(
             " VALUES (?, ?, ?, ?, ?, ?)",
             (station_id, slug, name, language, created_by, now_ms()),
         )
-    except aiosqlite.IntegrityError:
+    except sqlite3.IntegrityError:
         raise AlreadyExists(slug) from None
     assert cur.lastrowid is not None
     found = await neighbourhood_by_id(conn, int(cur.lastrowid))
@@ -51,20 +51,20 @@ async def add_neighbourhood(
     return found
 
 
-async def neighbourhood_by_id(conn: aiosqlite.Connection, nbh_id: int) -> Neighbourhood | None:
+async def neighbourhood_by_id(conn: Connection, nbh_id: int) -> Neighbourhood | None:
     cur = await conn.execute(f"SELECT {_NBH} FROM neighbourhoods WHERE id = ?", (nbh_id,))
     row = await cur.fetchone()
     return _nbh(row) if row else None
 
 
-async def neighbourhood_by_slug(conn: aiosqlite.Connection, slug: str) -> Neighbourhood | None:
+async def neighbourhood_by_slug(conn: Connection, slug: str) -> Neighbourhood | None:
     cur = await conn.execute(f"SELECT {_NBH} FROM neighbourhoods WHERE slug = ?", (slug,))
     row = await cur.fetchone()
     return _nbh(row) if row else None
 
 
 async def neighbourhoods(
-    conn: aiosqlite.Connection, station_ids: Iterable[str] | None = None
+    conn: Connection, station_ids: Iterable[str] | None = None
 ) -> list[Neighbourhood]:
     if station_ids is None:
         cur = await conn.execute(f"SELECT {_NBH} FROM neighbourhoods ORDER BY slug")
@@ -79,17 +79,19 @@ async def neighbourhoods(
 
 
 async def update_neighbourhood(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     nbh_id: int,
     *,
     language: str | None = None,
     welcome: bool | None = None,
     name: str | None = None,
+    officer: str | None = None,
 ) -> None:
     await conn.execute(
         "UPDATE neighbourhoods SET language = COALESCE(?, language),"
-        " welcome = COALESCE(?, welcome), name = COALESCE(?, name) WHERE id = ?",
-        (language, None if welcome is None else int(welcome), name, nbh_id),
+        " welcome = COALESCE(?, welcome), name = COALESCE(?, name),"
+        " officer = COALESCE(?, officer) WHERE id = ?",
+        (language, None if welcome is None else int(welcome), name, officer, nbh_id),
     )
     if language is not None:
         # The rooms speak the neighbourhood's language from now on.
@@ -107,7 +109,7 @@ def _room(r: Any) -> ManagedRoom:
     return ManagedRoom(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))
 
 
-async def add_room(conn: aiosqlite.Connection, room: ManagedRoom, created_by: str) -> None:
+async def add_room(conn: Connection, room: ManagedRoom, created_by: str) -> None:
     await conn.execute(
         "INSERT INTO rooms (room_id, kind, station_id, neighbourhood_id, audience, alias, name,"
         " language, encrypted, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -127,15 +129,13 @@ async def add_room(conn: aiosqlite.Connection, room: ManagedRoom, created_by: st
     )
 
 
-async def room(conn: aiosqlite.Connection, room_id: str) -> ManagedRoom | None:
+async def room(conn: Connection, room_id: str) -> ManagedRoom | None:
     cur = await conn.execute(f"SELECT {_ROOM} FROM rooms WHERE room_id = ?", (room_id,))
     row = await cur.fetchone()
     return _room(row) if row else None
 
 
-async def room_for(
-    conn: aiosqlite.Connection, neighbourhood_id: int, audience: str
-) -> ManagedRoom | None:
+async def room_for(conn: Connection, neighbourhood_id: int, audience: str) -> ManagedRoom | None:
     cur = await conn.execute(
         f"SELECT {_ROOM} FROM rooms WHERE neighbourhood_id = ? AND audience = ?",
         (neighbourhood_id, audience),
@@ -144,13 +144,13 @@ async def room_for(
     return _room(row) if row else None
 
 
-async def room_by_alias(conn: aiosqlite.Connection, alias: str) -> ManagedRoom | None:
+async def room_by_alias(conn: Connection, alias: str) -> ManagedRoom | None:
     cur = await conn.execute(f"SELECT {_ROOM} FROM rooms WHERE alias = ?", (alias,))
     row = await cur.fetchone()
     return _room(row) if row else None
 
 
-async def officers_room(conn: aiosqlite.Connection, station_id: str) -> ManagedRoom | None:
+async def officers_room(conn: Connection, station_id: str) -> ManagedRoom | None:
     cur = await conn.execute(
         f"SELECT {_ROOM} FROM rooms WHERE kind = 'officers' AND station_id = ?", (station_id,)
     )
@@ -159,7 +159,7 @@ async def officers_room(conn: aiosqlite.Connection, station_id: str) -> ManagedR
 
 
 async def rooms(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     station_ids: Iterable[str] | None = None,
     kind: str | None = None,
@@ -183,11 +183,18 @@ async def rooms(
     return [_room(r) for r in await cur.fetchall()]
 
 
-async def set_rules_event(conn: aiosqlite.Connection, room_id: str, event_id: str) -> None:
-    await conn.execute("UPDATE rooms SET rules_event_id = ? WHERE room_id = ?", (event_id, room_id))
+async def set_rules_row(conn: Connection, room_id: str, row: int) -> None:
+    """The outbox row of the room's pinned rules (its event id once sent)."""
+    await conn.execute("UPDATE rooms SET rules_row = ? WHERE room_id = ?", (row, room_id))
 
 
-async def set_encrypted(conn: aiosqlite.Connection, room_id: str) -> None:
+async def rules_row(conn: Connection, room_id: str) -> int | None:
+    cur = await conn.execute("SELECT rules_row FROM rooms WHERE room_id = ?", (room_id,))
+    row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+async def set_encrypted(conn: Connection, room_id: str) -> None:
     await conn.execute("UPDATE rooms SET encrypted = 1 WHERE room_id = ?", (room_id,))
 
 
@@ -203,7 +210,7 @@ def _member(r: Any) -> Member:
     return Member(*r)
 
 
-async def member(conn: aiosqlite.Connection, room_id: str, user_id: str) -> Member | None:
+async def member(conn: Connection, room_id: str, user_id: str) -> Member | None:
     cur = await conn.execute(
         f"SELECT {_MEMBER} FROM members WHERE room_id = ? AND user_id = ?", (room_id, user_id)
     )
@@ -212,7 +219,7 @@ async def member(conn: aiosqlite.Connection, room_id: str, user_id: str) -> Memb
 
 
 async def save_member(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     room_id: str,
     user_id: str,
@@ -261,18 +268,14 @@ async def save_member(
     return saved
 
 
-async def set_joined(
-    conn: aiosqlite.Connection, room_id: str, user_id: str, joined_at: int | None
-) -> None:
+async def set_joined(conn: Connection, room_id: str, user_id: str, joined_at: int | None) -> None:
     await conn.execute(
         "UPDATE members SET joined_at = ?, updated_at = ? WHERE room_id = ? AND user_id = ?",
         (joined_at, now_ms(), room_id, user_id),
     )
 
 
-async def set_member_status(
-    conn: aiosqlite.Connection, room_id: str, user_id: str, status: str
-) -> None:
+async def set_member_status(conn: Connection, room_id: str, user_id: str, status: str) -> None:
     await conn.execute(
         "UPDATE members SET status = ?, updated_at = ? WHERE room_id = ? AND user_id = ?",
         (status, now_ms(), room_id, user_id),
@@ -280,7 +283,7 @@ async def set_member_status(
 
 
 async def members(
-    conn: aiosqlite.Connection, room_id: str, *, statuses: Iterable[str] | None = None
+    conn: Connection, room_id: str, *, statuses: Iterable[str] | None = None
 ) -> list[Member]:
     wanted = list(statuses or ("verified", "unverified"))
     cur = await conn.execute(
@@ -291,7 +294,7 @@ async def members(
     return [_member(r) for r in await cur.fetchall()]
 
 
-async def memberships(conn: aiosqlite.Connection, user_id: str) -> list[Member]:
+async def memberships(conn: Connection, user_id: str) -> list[Member]:
     cur = await conn.execute(
         f"SELECT {_MEMBER} FROM members WHERE user_id = ? AND status IN ('verified', 'unverified')",
         (user_id,),
@@ -299,7 +302,7 @@ async def memberships(conn: aiosqlite.Connection, user_id: str) -> list[Member]:
     return [_member(r) for r in await cur.fetchall()]
 
 
-async def is_verified_anywhere(conn: aiosqlite.Connection, user_id: str) -> bool:
+async def is_verified_anywhere(conn: Connection, user_id: str) -> bool:
     cur = await conn.execute(
         "SELECT 1 FROM members WHERE user_id = ? AND status = 'verified' LIMIT 1", (user_id,)
     )
@@ -312,7 +315,7 @@ _CODE = "code, room_id, created_by, created_at, expires_at, max_uses, uses, revo
 
 
 async def add_code(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     code: str,
     room_id: str,
@@ -327,13 +330,13 @@ async def add_code(
     )
 
 
-async def code(conn: aiosqlite.Connection, value: str) -> JoinCode | None:
+async def code(conn: Connection, value: str) -> JoinCode | None:
     cur = await conn.execute(f"SELECT {_CODE} FROM join_codes WHERE code = ?", (value,))
     r = await cur.fetchone()
     return JoinCode(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) if r else None
 
 
-async def use_code(conn: aiosqlite.Connection, value: str) -> None:
+async def use_code(conn: Connection, value: str) -> None:
     await conn.execute("UPDATE join_codes SET uses = uses + 1 WHERE code = ?", (value,))
 
 
@@ -349,7 +352,7 @@ def _request(r: Any) -> JoinRequest:
 
 
 async def add_request(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     user_id: str,
     room_id: str,
@@ -371,14 +374,14 @@ async def add_request(
     return found
 
 
-async def request_by_id(conn: aiosqlite.Connection, request_id: int) -> JoinRequest | None:
+async def request_by_id(conn: Connection, request_id: int) -> JoinRequest | None:
     cur = await conn.execute(f"SELECT {_REQ} FROM join_requests WHERE id = ?", (request_id,))
     row = await cur.fetchone()
     return _request(row) if row else None
 
 
 async def open_requests(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     user_id: str,
     statuses: Iterable[str] = ("pending", "form"),
     room_ids: Iterable[str] | None = None,
@@ -397,9 +400,7 @@ async def open_requests(
     return [_request(r) for r in await cur.fetchall()]
 
 
-async def pending_requests(
-    conn: aiosqlite.Connection, room_ids: Iterable[str]
-) -> list[JoinRequest]:
+async def pending_requests(conn: Connection, room_ids: Iterable[str]) -> list[JoinRequest]:
     rooms_ = list(room_ids)
     cur = await conn.execute(
         f"SELECT {_REQ} FROM join_requests WHERE status = 'pending'"
@@ -410,7 +411,7 @@ async def pending_requests(
 
 
 async def update_request(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     request_id: int,
     *,
     status: str | None = None,
@@ -434,11 +435,11 @@ async def update_request(
 # ------------------------------------------------------------------ throttle
 
 
-async def throttle_hit(conn: aiosqlite.Connection, key: str, now: int) -> None:
+async def throttle_hit(conn: Connection, key: str, now: int) -> None:
     await conn.execute("INSERT INTO throttle (key, at) VALUES (?, ?)", (key, now))
 
 
-async def throttle_count(conn: aiosqlite.Connection, key: str, since: int) -> int:
+async def throttle_count(conn: Connection, key: str, since: int) -> int:
     cur = await conn.execute(
         "SELECT COUNT(*) FROM throttle WHERE key = ? AND at >= ?", (key, since)
     )
@@ -446,5 +447,5 @@ async def throttle_count(conn: aiosqlite.Connection, key: str, since: int) -> in
     return int(row[0]) if row else 0
 
 
-async def throttle_prune(conn: aiosqlite.Connection, before: int) -> None:
+async def throttle_prune(conn: Connection, before: int) -> None:
     await conn.execute("DELETE FROM throttle WHERE at < ?", (before,))

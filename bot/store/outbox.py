@@ -19,9 +19,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiosqlite
-
 from bot.store.clock import now_ms
+from bot.store.db import Connection
 
 Kind = Literal[
     "message", "state", "redact", "invite", "kick", "join", "leave", "upload", "create_room"
@@ -68,7 +67,7 @@ _COLUMNS = (
 
 
 async def enqueue(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     room_id: str | None,
     event_type: str | None = "m.room.message",
     content: dict[str, Any] | None = None,
@@ -109,16 +108,14 @@ async def enqueue(
     return int(cur.lastrowid)
 
 
-async def pending(conn: aiosqlite.Connection, limit: int = 500) -> list[OutboxRow]:
+async def pending(conn: Connection, limit: int = 500) -> list[OutboxRow]:
     cur = await conn.execute(
         f"SELECT {_COLUMNS} FROM outbox WHERE status = 'pending' ORDER BY id LIMIT ?", (limit,)
     )
     return [row_from_db(r) for r in await cur.fetchall()]
 
 
-async def pending_in_lane(
-    conn: aiosqlite.Connection, lane: str, limit: int = 200
-) -> list[OutboxRow]:
+async def pending_in_lane(conn: Connection, lane: str, limit: int = 200) -> list[OutboxRow]:
     cur = await conn.execute(
         f"SELECT {_COLUMNS} FROM outbox WHERE status = 'pending' AND lane = ? ORDER BY id LIMIT ?",
         (lane, limit),
@@ -126,14 +123,14 @@ async def pending_in_lane(
     return [row_from_db(r) for r in await cur.fetchall()]
 
 
-async def lane_pending(conn: aiosqlite.Connection, lane: str) -> bool:
+async def lane_pending(conn: Connection, lane: str) -> bool:
     cur = await conn.execute(
         "SELECT 1 FROM outbox WHERE status = 'pending' AND lane = ? LIMIT 1", (lane,)
     )
     return await cur.fetchone() is not None
 
 
-async def lanes_with_pending(conn: aiosqlite.Connection) -> list[str]:
+async def lanes_with_pending(conn: Connection) -> list[str]:
     cur = await conn.execute("SELECT DISTINCT lane FROM outbox WHERE status = 'pending'")
     return [str(r[0]) for r in await cur.fetchall()]
 
@@ -155,7 +152,7 @@ def row_from_db(r: Any) -> OutboxRow:
     )
 
 
-async def result_of(conn: aiosqlite.Connection, row_id: int) -> tuple[str, str | None]:
+async def result_of(conn: Connection, row_id: int) -> tuple[str, str | None]:
     """(status, result) of a row: the result is an event id, room id or mxc URI once sent."""
     cur = await conn.execute("SELECT status, event_id FROM outbox WHERE id = ?", (row_id,))
     row = await cur.fetchone()
@@ -165,7 +162,7 @@ async def result_of(conn: aiosqlite.Connection, row_id: int) -> tuple[str, str |
 
 
 async def mark_sent(
-    conn: aiosqlite.Connection, row_id: int, result: str | None, room_id: str | None = None
+    conn: Connection, row_id: int, result: str | None, room_id: str | None = None
 ) -> None:
     """Record success; the media blob is dropped once uploaded (the homeserver has it)."""
     await conn.execute(
@@ -175,9 +172,7 @@ async def mark_sent(
     )
 
 
-async def record_attempt(
-    conn: aiosqlite.Connection, row_id: int, error: str, *, give_up: bool
-) -> None:
+async def record_attempt(conn: Connection, row_id: int, error: str, *, give_up: bool) -> None:
     """Count a failed attempt; ``give_up`` parks the row as 'failed' (kept, never deleted)."""
     await conn.execute(
         "UPDATE outbox SET attempts = attempts + 1, last_error = ?,"
@@ -186,12 +181,12 @@ async def record_attempt(
     )
 
 
-async def stats(conn: aiosqlite.Connection) -> OutboxStats:
+async def stats(conn: Connection) -> OutboxStats:
     cur = await conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status")
     counts = {r[0]: int(r[1]) for r in await cur.fetchall()}
     return OutboxStats(counts.get("pending", 0), counts.get("sent", 0), counts.get("failed", 0))
 
 
-async def sent_event_id(conn: aiosqlite.Connection, row_id: int) -> str | None:
+async def sent_event_id(conn: Connection, row_id: int) -> str | None:
     status, result = await result_of(conn, row_id)
     return result if status == "sent" else None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import aiosqlite
+from bot.store.db import Connection
 
 
-async def queue_reconcile(conn: aiosqlite.Connection, room_id: str, now: int) -> None:
+async def queue_reconcile(conn: Connection, room_id: str, now: int) -> None:
     await conn.execute(
         "INSERT INTO reconcile_queue (room_id, requested_at) VALUES (?, ?)"
         " ON CONFLICT (room_id) DO UPDATE SET requested_at = excluded.requested_at",
@@ -13,7 +13,7 @@ async def queue_reconcile(conn: aiosqlite.Connection, room_id: str, now: int) ->
     )
 
 
-async def take_reconcile_queue(conn: aiosqlite.Connection) -> list[str]:
+async def take_reconcile_queue(conn: Connection) -> list[str]:
     """Everything queued, removed from the queue in the same transaction."""
     cur = await conn.execute("SELECT room_id FROM reconcile_queue ORDER BY requested_at")
     rooms = [str(r[0]) for r in await cur.fetchall()]
@@ -21,6 +21,6 @@ async def take_reconcile_queue(conn: aiosqlite.Connection) -> list[str]:
     return rooms
 
 
-async def pending(conn: aiosqlite.Connection) -> bool:
+async def pending(conn: Connection) -> bool:
     cur = await conn.execute("SELECT 1 FROM reconcile_queue LIMIT 1")
     return await cur.fetchone() is not None

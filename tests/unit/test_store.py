@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aiosqlite
+import sqlite3
 import pytest
 
 from bot.store import audit, inbox, kv, outbox
@@ -35,15 +35,17 @@ async def test_reopening_keeps_data_and_does_not_remigrate(tmp_path: Path) -> No
 
 async def test_database_from_a_newer_version_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "nw.db"
-    async with aiosqlite.connect(path) as conn:
-        await conn.execute("CREATE TABLE future (x)")
-        await conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
-        await conn.commit()
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE future (x)")
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
+    conn.commit()
+    conn.close()
     with pytest.raises(SchemaTooNewError, match="newer version"):
         await Database.open(path)
-    async with aiosqlite.connect(path) as conn:
-        cur = await conn.execute("PRAGMA user_version")
-        assert (await cur.fetchone()) == (len(MIGRATIONS) + 5,)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) + 5,)
+    assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("future",)]
+    conn.close()
 
 
 async def test_a_failed_transaction_leaves_nothing_behind() -> None:
