@@ -13,12 +13,22 @@ from typing import Any
 from bot.config import Config
 from bot.delivery import Hook, OutboxWorker, Outcome, txn_prefix
 from bot.domain.matrix_model import BotSession, SyncBatch
-from bot.features import basics, cases, intake, invites, membership, onboarding, rooms
+from bot.features import (
+    basics,
+    cases,
+    intake,
+    invites,
+    membership,
+    notices,
+    onboarding,
+    rooms,
+)
 from bot.features.context import Deps
 from bot.features.ports import RuntimeInfo
 from bot.features.registry import FeatureHook, Features
 from bot.matrix.gateway import MatrixGateway
 from bot.pipeline import EventPipeline, make_deps
+from bot.store import intake as intake_store
 from bot.store import kv, session
 from bot.store.clock import now_ms
 from bot.store.db import Connection, Database
@@ -28,6 +38,7 @@ log = logging.getLogger(__name__)
 DB_FILE = "neighborwatch.db"
 SHUTDOWN_DRAIN_S = 3.0
 RECONCILE_POLL_S = 30.0
+TICK_S = 60.0
 
 
 def build_features() -> Features:
@@ -39,6 +50,7 @@ def build_features() -> Features:
     membership.register(features)
     intake.register(features)
     cases.register(features)
+    notices.register(features)  # first in line for messages: sightings are not tips
     return features
 
 
@@ -109,6 +121,7 @@ class App:
                 asyncio.create_task(worker.run(), name="outbox"),
                 asyncio.create_task(self._sync_loop(gateway, pipeline, since), name="sync"),
                 asyncio.create_task(self._maintain_rooms(gateway), name="rooms"),
+                asyncio.create_task(self._every_minute(), name="timers"),
             }
             stopper = asyncio.create_task(stop.wait(), name="stop")
             done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -168,6 +181,18 @@ class App:
                 await asyncio.wait_for(self._reconcile_wake.wait(), timeout=RECONCILE_POLL_S)
             self._reconcile_wake.clear()
             await rooms.reconcile_requested(self.transaction, gateway)
+
+    async def _every_minute(self) -> None:
+        """Time-driven work: notices expire, officers are reminded, old chatter is deleted."""
+        await self.ready.wait()
+        while True:
+            try:
+                async with self.transaction() as deps:
+                    await notices.tick(deps)
+                    await intake_store.prune(deps.conn, deps.now_ms)
+            except Exception:  # a failed tick is retried next minute, never fatal
+                log.exception("timed work failed")
+            await asyncio.sleep(TICK_S)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)

@@ -8,7 +8,8 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 from bot.config import Config, ConfigError, load_config, render_effective_config
 
@@ -29,6 +30,15 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate a config file and print it with secrets redacted"
     )
     check.add_argument("-c", "--config", default="config.yaml", help="config file")
+    export = sub.add_parser("export", help="export data for the police platform")
+    export.add_argument("what", choices=["alerts"], help="what to export")
+    export.add_argument("--format", choices=["cap"], default="cap", help="CAP 1.2 XML")
+    export.add_argument(
+        "--out",
+        type=Path,
+        help="folder for one file per notice (default: an Atom feed of all of them on stdout)",
+    )
+    export.add_argument("-c", "--config", default="config.yaml", help="config file")
     sub.add_parser(
         "classify",
         help="read JSONL messages ({text, id?, lang?}) on stdin, write the tip analysis as JSONL",
@@ -55,7 +65,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print(render_effective_config(config), end="")
         return 0
+    if args.command == "export":
+        return _export(config, args.out)
     return _run(config)
+
+
+def _export(config: Config, out: Path | None) -> int:
+    from bot.app import DB_FILE
+    from bot.exports import load_cap, write_cap
+    from bot.store.db import Database
+
+    path = config.data_dir / DB_FILE
+    if not path.exists():
+        print(f"neighborwatch: no database at {path}", file=sys.stderr)
+        return EXIT_DATABASE
+
+    async def load() -> list[Any]:
+        db = await Database.open(path)
+        try:
+            return await load_cap(db, config)
+        finally:
+            await db.close()
+
+    print(write_cap(asyncio.run(load()), config, out))
+    return 0
 
 
 def classify(source: TextIO, sink: TextIO, errors: TextIO) -> int:

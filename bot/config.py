@@ -96,8 +96,18 @@ class Station(_Section):
     id: str
     name: str
     district: str | None = None
+    case_prefix: str | None = Field(
+        default=None, description="case numbers start with it (default: from the id)"
+    )
     officers: list[MatrixId] = Field(default_factory=list)
     supervisors: list[MatrixId] = Field(default_factory=list)
+
+    @field_validator("case_prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Z][A-Z0-9]{0,7}", value):
+            raise ValueError("not allowed; use 1 to 8 capital letters or digits, e.g. HQ")
+        return value
 
     @field_validator("id", "district")
     @classmethod
@@ -153,6 +163,27 @@ class OnboardingConfig(_Section):
         return value
 
 
+class NoticesConfig(_Section):
+    alert_expires: str = Field(default="3d", description="default lifetime of an alert")
+    wanted_expires: str = Field(default="30d", description="default lifetime of a wanted notice")
+    wanted_scope: str = Field(
+        default="guards",
+        description="default targets of !wanted: an audience, a neighbourhood, a room or station",
+    )
+    remind_before: str = Field(default="5d", description="remind the officer before expiry")
+    redact_on_close: bool = Field(
+        default=True, description="remove wanted photos from the rooms when a notice closes"
+    )
+    max_photo_mb: float = Field(default=10, gt=0, le=100)
+
+    @field_validator("alert_expires", "wanted_expires", "remind_before")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if parse_duration_ms(value) is None:
+            raise ValueError("not a duration; write it like 12h, 3d or 30d")
+        return value
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -169,6 +200,7 @@ class Config(_Section):
     outbox: OutboxConfig = OutboxConfig()
     rooms: RoomsConfig = RoomsConfig()
     onboarding: OnboardingConfig = OnboardingConfig()
+    notices: NoticesConfig = NoticesConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @field_validator("command_prefix")

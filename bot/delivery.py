@@ -158,6 +158,7 @@ class OutboxWorker:
         try:
             room_id = row.room_id or await self._lane_room(row.lane)
             content = await self._resolve_refs(row.content)
+            target = await self._resolve_refs(row.target)
         except DependencyFailed as err:
             await self._finish_failed(row, f"depends on a failed row: {err}", give_up=True)
             return "parked"
@@ -170,7 +171,7 @@ class OutboxWorker:
             room_id=room_id,
             event_type=row.event_type,
             state_key=row.state_key,
-            target=row.target,
+            target=target,
             content=content,
             media=row.media,
         )
@@ -215,9 +216,7 @@ class OutboxWorker:
             if give_up:
                 await self._run_hook(conn, row, Outcome(False, None, row.room_id, error))
 
-    async def _run_hook(
-        self, conn: Connection, row: outbox.OutboxRow, outcome: Outcome
-    ) -> None:
+    async def _run_hook(self, conn: Connection, row: outbox.OutboxRow, outcome: Outcome) -> None:
         if row.on_done is None:
             return
         hook = self._hooks.get(row.on_done)
@@ -245,14 +244,16 @@ class OutboxWorker:
 
     async def _resolve_refs(self, content: Any) -> Any:
         if isinstance(content, str) and content.startswith(outbox.REF_PREFIX):
-            row_id = int(content.removeprefix(outbox.REF_PREFIX))
+            reference, _, key = content.removeprefix(outbox.REF_PREFIX).partition("#")
+            row_id = int(reference)
             async with self._db.transaction() as conn:
                 status, value = await outbox.result_of(conn, row_id)
             if status == "pending":
                 raise DependencyPending(row_id)
             if status != "sent" or value is None:
                 raise DependencyFailed(row_id)
-            return json.loads(value) if value.startswith("{") else value
+            result = json.loads(value) if value.startswith("{") else value
+            return result[key] if key and isinstance(result, dict) else result
         if isinstance(content, dict):
             return {key: await self._resolve_refs(value) for key, value in content.items()}
         if isinstance(content, list):

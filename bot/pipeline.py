@@ -165,7 +165,7 @@ class EventPipeline:
             return "reaction"
         if event.type != "m.room.message" or event.msgtype not in MESSAGE_TYPES:
             return "ignored"
-        if event.msgtype in TEXT_TYPES:
+        if event.msgtype in TEXT_TYPES and not event.is_edit:
             try:
                 parsed = parse(event.body, self._config.command_prefix)
             except CommandSyntaxError as err:

@@ -58,6 +58,12 @@ class RoomEvent:
         return msgtype if isinstance(msgtype, str) else ""
 
     @property
+    def is_edit(self) -> bool:
+        """An edit (``m.replace``) of an earlier message: never run as a command again."""
+        relates = self.content.get("m.relates_to")
+        return isinstance(relates, Mapping) and relates.get("rel_type") == "m.replace"
+
+    @property
     def in_reply_to(self) -> str | None:
         """The event this one replies to (``m.in_reply_to``), if it is well-formed."""
         relates = self.content.get("m.relates_to")

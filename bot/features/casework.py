@@ -74,6 +74,7 @@ async def open_case(
 ) -> Case:
     """Record a case and everything that follows at once (attachments, duplicates, officers)."""
     stored, truncated = rules.clip(body)
+    station = deps.config.station(station_id)
     nbh_id = room.neighbourhood_id if room else neighbourhood_id
     nbh = await org.neighbourhood_by_id(deps.conn, nbh_id) if nbh_id else None
     case = await cases.create(
@@ -97,6 +98,7 @@ async def open_case(
             identifiers=analysis.identifiers if analysis else (),
             confidence=analysis.confidence if analysis else None,
             assignee=nbh.officer if nbh else None,
+            prefix=station.case_prefix if station else None,
         ),
         deps.now_ms,
     )

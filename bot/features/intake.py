@@ -228,6 +228,9 @@ async def on_message(ctx: EventContext) -> bool:
         member = await org.member(deps.conn, room.room_id, ctx.sender)
         if member is None or not member.active:
             return False
+    if event.is_edit:
+        await _edited(ctx)
+        return True
     await intake.remember(
         deps.conn, event.event_id, event.room_id, ctx.sender, dict(event.content), ctx.now_ms
     )
@@ -288,6 +291,24 @@ async def on_message(ctx: EventContext) -> bool:
         await ctx.reply("intake.dm_hint")
         return True
     return False
+
+
+async def _edited(ctx: EventContext) -> None:
+    """An edit of a logged tip is kept as its edit history; the case text stays as reported."""
+    relates = ctx.event.content.get("m.relates_to")
+    target = relates.get("event_id") if isinstance(relates, dict) else None
+    if not isinstance(target, str):
+        return
+    case = await cases.by_event(ctx.deps.conn, target)
+    if case is None or case.reporter != ctx.sender:
+        return
+    new = ctx.event.content.get("m.new_content")
+    body = new.get("body") if isinstance(new, dict) else None
+    if isinstance(body, str):
+        text, _ = rules.clip(body, 4000)
+        await cases.add_event(
+            ctx.deps.conn, case.id, ctx.sender, "edited", None, None, text, ctx.now_ms
+        )
 
 
 async def _attach_to_recent(ctx: EventContext) -> bool:

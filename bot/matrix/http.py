@@ -92,6 +92,29 @@ class RawApi:
         except NETWORK_ERRORS as err:
             return HttpReply(0, {}, error=str(err) or type(err).__name__)
 
+    async def get_bytes(self, url_path: str, max_bytes: int) -> tuple[bytes | None, HttpReply]:
+        """Download at most ``max_bytes`` (more is an error: 413-like, permanent)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = {"Authorization": f"Bearer {self._token()}"}
+        try:
+            async with self._session.get(self._homeserver + url_path, headers=headers) as resp:
+                if resp.status != 200:
+                    text = await resp.text()
+                    try:
+                        body = json.loads(text) if text else {}
+                    except ValueError:
+                        body = {}
+                    return None, HttpReply(resp.status, body if isinstance(body, dict) else {})
+                data = await resp.content.read(max_bytes + 1)
+                if len(data) > max_bytes:
+                    return None, HttpReply(
+                        413, {"errcode": "M_TOO_LARGE", "error": f"larger than {max_bytes} bytes"}
+                    )
+                return data, HttpReply(200, {})
+        except NETWORK_ERRORS as err:
+            return None, HttpReply(0, {}, error=str(err) or type(err).__name__)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

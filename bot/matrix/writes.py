@@ -10,12 +10,16 @@ by a crash) already created it.
 from __future__ import annotations
 
 import io
+import json
 import logging
 from typing import Any
 
 from nio import AsyncClient, RoomSendResponse, UploadResponse
+from nio.crypto.attachments import decrypt_attachment
+from nio.exceptions import EncryptionError
 
 from bot.domain.matrix_model import Action, SendResult
+from bot.domain.media import NotAnImage, strip_metadata
 from bot.matrix.http import NETWORK_ERRORS, HttpReply, RawApi, path
 
 log = logging.getLogger(__name__)
@@ -139,6 +143,50 @@ class MatrixWriter:
         if isinstance(resp, UploadResponse):
             return SendResult(value=resp.content_uri)
         return _nio_error(resp)
+
+    async def _rehost(self, action: Action, txn_id: str) -> SendResult:
+        """Download a photo, strip its metadata, upload the clean copy (see domain/media)."""
+        source = str(action.content.get("source", ""))
+        if not source.startswith("mxc://") or "/" not in source[6:]:
+            return SendResult(error=f"not a media URI: {source[:80]}", permanent=True)
+        server, media_id = source[6:].split("/", 1)
+        max_bytes = int(action.content.get("max_bytes", 10_000_000))
+        data, reply = await self._raw.get_bytes(
+            path("media", "download", server, media_id).replace("/v3/", "/v1/", 1), max_bytes
+        )
+        if data is None:
+            return reply.as_result()
+        encrypted = action.content.get("file")
+        if isinstance(encrypted, dict):
+            try:
+                data = decrypt_attachment(
+                    data, encrypted["key"]["k"], encrypted["hashes"]["sha256"], encrypted["iv"]
+                )
+            except (KeyError, TypeError, EncryptionError) as err:
+                return SendResult(error=f"cannot decrypt the photo: {err}", permanent=True)
+        try:
+            clean = strip_metadata(data)
+        except NotAnImage as err:
+            return SendResult(error=f"not an image: {err}", permanent=True)
+        uploaded = await self._upload(
+            Action(
+                "upload",
+                action.room_id,
+                content={"mimetype": clean.mimetype, "filename": f"photo.{clean.extension}"},
+                media=clean.data,
+            ),
+            txn_id,
+        )
+        if not uploaded.ok:
+            return uploaded
+        info = {
+            "url": uploaded.value,
+            "mimetype": clean.mimetype,
+            "w": clean.width,
+            "h": clean.height,
+            "size": len(clean.data),
+        }
+        return SendResult(value=json.dumps(info))
 
     async def _create_room(self, action: Action, txn_id: str) -> SendResult:
         body = dict(action.content)

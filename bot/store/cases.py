@@ -47,6 +47,7 @@ class NewCase:
     text_truncated: bool = False
     confidence: float | None = None
     assignee: str | None = None
+    prefix: str | None = None
 
 
 async def create(conn: Connection, new: NewCase, now: int) -> Case:
@@ -56,7 +57,7 @@ async def create(conn: Connection, new: NewCase, now: int) -> Case:
     )
     row = await cur.fetchone()
     seq = int(row[0]) if row else 1
-    number = case_number(station_prefix(new.station_id), new.year, seq)
+    number = case_number(new.prefix or station_prefix(new.station_id), new.year, seq)
     cur = await conn.execute(
         "INSERT INTO cases (station_id, year, seq, number, source, reporter, reporter_name,"
         " anonymous, neighbourhood_id, room_id, event_id, category, urgent, location,"

@@ -47,7 +47,7 @@ MIGRATIONS: tuple[str, ...] = (
         lane          TEXT NOT NULL,
         kind          TEXT NOT NULL DEFAULT 'message'
                       CHECK (kind IN ('message', 'state', 'redact', 'invite', 'kick', 'join',
-                                      'leave', 'upload', 'create_room')),
+                                      'leave', 'upload', 'rehost', 'create_room')),
         room_id       TEXT,
         event_type    TEXT,
         state_key     TEXT,
@@ -302,6 +302,55 @@ MIGRATIONS: tuple[str, ...] = (
         at          INTEGER NOT NULL
     );
     CREATE INDEX outbox_by_event ON outbox (event_id) WHERE event_id IS NOT NULL;
+    """,
+    # 4: alerts and wanted-person notices, where they were posted, sightings.
+    """
+    CREATE TABLE notices (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind         TEXT NOT NULL CHECK (kind IN ('alert', 'wanted')),
+        number       TEXT NOT NULL UNIQUE,
+        station_id   TEXT NOT NULL,
+        officer      TEXT NOT NULL,
+        level        TEXT,
+        title        TEXT,
+        text         TEXT NOT NULL,
+        scope        TEXT NOT NULL,
+        case_id      INTEGER REFERENCES cases (id),
+        photo_row    INTEGER,
+        status       TEXT NOT NULL CHECK (status IN ('active', 'found', 'withdrawn', 'expired')),
+        expires_at   INTEGER NOT NULL,
+        reminded_at  INTEGER,
+        closed_by    TEXT,
+        closed_at    INTEGER,
+        close_note   TEXT,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE INDEX notices_active ON notices (status, expires_at);
+    CREATE TABLE notice_posts (
+        notice_id   INTEGER NOT NULL REFERENCES notices (id),
+        room_id     TEXT NOT NULL,
+        photo_row   INTEGER,
+        card_row    INTEGER NOT NULL,
+        PRIMARY KEY (notice_id, room_id)
+    );
+    CREATE TABLE sightings (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        notice_id   INTEGER NOT NULL REFERENCES notices (id),
+        reporter    TEXT NOT NULL,
+        room_id     TEXT NOT NULL,
+        event_id    TEXT NOT NULL UNIQUE,
+        text        TEXT NOT NULL,
+        location    TEXT,
+        attachment  TEXT,
+        late        INTEGER NOT NULL DEFAULT 0,
+        at          INTEGER NOT NULL
+    );
+    CREATE INDEX sightings_by_notice ON sightings (notice_id, at);
+    CREATE TABLE pending_photos (
+        officer     TEXT PRIMARY KEY,
+        args        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
     """,
 )
 

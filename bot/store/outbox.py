@@ -23,14 +23,24 @@ from bot.store.clock import now_ms
 from bot.store.db import Connection
 
 Kind = Literal[
-    "message", "state", "redact", "invite", "kick", "join", "leave", "upload", "create_room"
+    "message",
+    "state",
+    "redact",
+    "invite",
+    "kick",
+    "join",
+    "leave",
+    "upload",
+    "rehost",
+    "create_room",
 ]
 REF_PREFIX = "@@outbox:"
 
 
-def ref(row_id: int) -> str:
-    """A placeholder for the result of outbox row ``row_id`` (see module docstring)."""
-    return f"{REF_PREFIX}{row_id}"
+def ref(row_id: int, key: str | None = None) -> str:
+    """A placeholder for the result of outbox row ``row_id`` (see module docstring);
+    with ``key``, one field of a JSON result (e.g. the ``url`` of a re-hosted photo)."""
+    return f"{REF_PREFIX}{row_id}" + (f"#{key}" if key else "")
 
 
 def dm_lane(user_id: str) -> str:

@@ -387,3 +387,39 @@ async def test_supervisors_read_but_cannot_change_cases(db: Database, bot: Event
     assert "only for officers" in str(await drain(db))
     await bot.handle(message("!cases", SUPERVISOR, room_id="!dm-sup:x"))
     assert case.number in str(await drain(db))
+
+
+async def test_an_edit_of_a_logged_tip_is_kept_as_history_not_a_new_case(
+    db: Database, bot: EventPipeline
+) -> None:
+    event, _ = await tip(db, bot, FIRECRACKERS)
+    edit = message(
+        "* 20 firecrackers actually",
+        LI,
+        room_id=ROOM,
+        **{
+            "m.new_content": {"msgtype": "m.text", "body": "20 firecrackers actually"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": event.event_id},
+        },
+    )
+    await bot.handle(edit)
+    assert await drain(db) == []
+    [case] = await all_cases(db)
+    assert case.text == FIRECRACKERS
+    async with db.transaction() as conn:
+        history = await cases.history(conn, case.id)
+    assert history[-1].action == "edited" and history[-1].note == "20 firecrackers actually"
+
+
+async def test_an_edited_command_is_not_run_again(db: Database, bot: EventPipeline) -> None:
+    edit = message(
+        "* !ping",
+        OFFICER,
+        room_id=DM_OFFICER,
+        **{
+            "m.new_content": {"msgtype": "m.text", "body": "!ping"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": "$earlier"},
+        },
+    )
+    await bot.handle(edit)
+    assert await drain(db) == []
