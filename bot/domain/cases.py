@@ -38,7 +38,7 @@ AUTHORITIES = (
     "civil_affairs",
     "station",
 )
-_CASE_REF = re.compile(r"^(?:([a-z0-9-]+)-)?(?:(\d{4})-)?0*(\d{1,6})$", re.IGNORECASE)
+_CASE_REF = re.compile(r"^(?:([a-z][a-z0-9]*)-)?(?:(\d{4})-)?0*(\d{1,6})$", re.IGNORECASE)
 MAX_TEXT = 16_000
 """Characters of a tip stored (a 64 KB message is kept up to this, with a flag)."""
 

@@ -167,6 +167,7 @@ def register(features: Features) -> None:
             else None
         )
         history = await cases.history(ctx.deps.conn, case.id)
+        reporter = reporter_label(ctx.deps, case, ctx.lang, pseudonym)
         message = ctx.render(
             "cases.detail",
             number=case.number,
@@ -174,7 +175,7 @@ def register(features: Features) -> None:
             status=status_label(ctx.lang, case.status),
             urgent=case.urgent,
             source=case.source,
-            reporter=reporter_label(ctx.deps, case, ctx.lang, pseudonym),
+            reporter=reporter,
             location=case.location or "",
             identifiers=list(case.identifiers),
             assignee=case.assignee or "",
@@ -184,7 +185,8 @@ def register(features: Features) -> None:
             outcome=case.outcome or "",
             history=[
                 {
-                    "actor": h.actor,
+                    # An anonymous reporter stays a pseudonym in the history too.
+                    "actor": reporter if case.anonymous and h.actor == case.reporter else h.actor,
                     "action": h.action,
                     "old": h.old or "",
                     "new": h.new or "",

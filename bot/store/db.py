@@ -18,6 +18,7 @@ power cut, so a tip the bot has acknowledged is a tip it has stored.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sqlite3
 import threading
@@ -42,6 +43,17 @@ __all__ = ["Connection", "Cursor", "Database", "Row", "SchemaTooNewError"]
 
 T = TypeVar("T")
 Row = sqlite3.Row
+_IN_UNIT: contextvars.ContextVar[bool] = contextvars.ContextVar("in_unit", default=False)
+
+
+class NestedTransaction(RuntimeError):
+    """A unit tried to open another: that would wait for itself forever."""
+
+
+def _enter() -> contextvars.Token[bool]:
+    if _IN_UNIT.get():
+        raise NestedTransaction("a database unit cannot open another one")
+    return _IN_UNIT.set(True)
 
 
 class Cursor:
@@ -153,20 +165,28 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT`` from the event loop; rolls back on any exception."""
-        async with self._lock:
-            conn = ProxyConnection(self)
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
+        token = _enter()
+        try:
+            async with self._lock:
+                conn = ProxyConnection(self)
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
+        finally:
+            _IN_UNIT.reset(token)
 
     async def run(self, unit: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``unit`` as one transaction on the database thread (one hop in all)."""
-        async with self._lock:
-            return await self._on_thread(self._run_unit, unit)
+        token = _enter()
+        try:
+            async with self._lock:
+                return await self._on_thread(self._run_unit, unit)
+        finally:
+            _IN_UNIT.reset(token)
 
     def _run_unit(self, unit: Callable[[Connection], Awaitable[T]]) -> T:
         assert threading.current_thread().name.startswith("sqlite")
@@ -181,6 +201,8 @@ class Database:
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """A read outside any transaction (still serialised with writers)."""
+        if _IN_UNIT.get():
+            raise NestedTransaction("read through the unit's connection instead")
         async with self._lock:
             cursor = await self._on_thread(_run_statement, self._raw, sql, params)
             return await cursor.fetchall()

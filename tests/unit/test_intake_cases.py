@@ -188,8 +188,8 @@ async def test_a_reply_to_the_ack_adds_a_note_not_a_new_case(
     rows = await drain(db)
     assert len(await all_cases(db)) == 1
     assert [r.event_type for r in rows] == ["m.reaction"]
+    [case] = await all_cases(db)
     async with db.transaction() as conn:
-        [case] = await all_cases(db)
         history = await cases.history(conn, case.id)
     assert history[-1].action == "note" and "red bag" in (history[-1].note or "")
 

@@ -128,3 +128,14 @@ def test_encryption_is_never_switched_off() -> None:
     encrypted = good_state([WANG])
     encrypted["m_room_encryption"] = {"algorithm": "m.megolm.v1.aes-sha2"}
     assert room_policy.fixes(state(**encrypted), bot=BOT, officers=[WANG], encrypted=False) == []
+
+
+def test_case_references_in_every_form() -> None:
+    from bot.domain.cases import CaseRef, parse_case_ref
+
+    assert parse_case_ref("HQ-2026-0042") == CaseRef("HQ", 2026, 42)
+    assert parse_case_ref("hq-2026-42") == CaseRef("HQ", 2026, 42)
+    assert parse_case_ref("2026-0042") == CaseRef(None, 2026, 42)
+    assert parse_case_ref("#42") == CaseRef(None, None, 42)
+    assert parse_case_ref("ST3F-2026-0007") == CaseRef("ST3F", 2026, 7)
+    assert parse_case_ref("forty-two") is None
