@@ -9,6 +9,11 @@ import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager, suppress
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.config import Config
 from bot.delivery import Hook, OutboxWorker, Outcome, txn_prefix
@@ -16,11 +21,13 @@ from bot.domain.matrix_model import BotSession, SyncBatch
 from bot.features import (
     basics,
     cases,
+    digests,
     intake,
     invites,
     membership,
     notices,
     onboarding,
+    retention,
     rooms,
 )
 from bot.features.context import Deps
@@ -38,7 +45,6 @@ log = logging.getLogger(__name__)
 DB_FILE = "neighborwatch.db"
 SHUTDOWN_DRAIN_S = 3.0
 RECONCILE_POLL_S = 30.0
-TICK_S = 60.0
 
 
 def build_features() -> Features:
@@ -51,6 +57,7 @@ def build_features() -> Features:
     intake.register(features)
     cases.register(features)
     notices.register(features)  # first in line for messages: sightings are not tips
+    digests.register(features)
     return features
 
 
@@ -63,6 +70,7 @@ class App:
         self._db: Database | None = None
         self._worker: OutboxWorker | None = None
         self._reconcile_wake = asyncio.Event()
+        self._timed_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -121,7 +129,7 @@ class App:
                 asyncio.create_task(worker.run(), name="outbox"),
                 asyncio.create_task(self._sync_loop(gateway, pipeline, since), name="sync"),
                 asyncio.create_task(self._maintain_rooms(gateway), name="rooms"),
-                asyncio.create_task(self._every_minute(), name="timers"),
+                asyncio.create_task(self._timers(), name="timers"),
             }
             stopper = asyncio.create_task(stop.wait(), name="stop")
             done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -182,17 +190,59 @@ class App:
             self._reconcile_wake.clear()
             await rooms.reconcile_requested(self.transaction, gateway)
 
-    async def _every_minute(self) -> None:
-        """Time-driven work: notices expire, officers are reminded, old chatter is deleted."""
+    async def _timers(self) -> None:
+        """APScheduler (owned here, stopped with the app) wakes the timed work: every
+        ``timers.tick_seconds`` and exactly at each configured cron time. The work itself
+        decides what is due from the clock and the database, so a late or repeated
+        wake-up changes nothing, and what was missed while the bot was down is done now."""
         await self.ready.wait()
-        while True:
+        cfg = self.config
+        zone = ZoneInfo(cfg.timezone)
+        scheduler = AsyncIOScheduler(timezone=zone)
+        scheduler.add_job(
+            self._timed_work,
+            IntervalTrigger(seconds=cfg.timers.tick_seconds),
+            max_instances=1,
+            coalesce=True,
+            id="tick",
+        )
+        crons = {
+            cfg.digests.nudge_at,
+            cfg.retention.run_at,
+            cfg.digests.schedule.daily,
+            cfg.digests.schedule.weekly,
+        }
+        schedules = [s.schedule for s in cfg.stations] + [d.schedule for d in cfg.districts]
+        for schedule in schedules:
+            if schedule is not None:
+                crons |= {schedule.daily, schedule.weekly}
+        for index, cron in enumerate(sorted(crons)):
+            scheduler.add_job(
+                self._timed_work,
+                CronTrigger.from_crontab(cron, timezone=zone),
+                max_instances=1,
+                coalesce=True,
+                id=f"cron-{index}",
+            )
+        scheduler.start()
+        try:
+            await self._timed_work()
+            await asyncio.Event().wait()
+        finally:
+            scheduler.shutdown(wait=False)
+
+    async def _timed_work(self) -> None:
+        """Expiries and reminders, digests, nudges, retention, pruning — whatever is due."""
+        async with self._timed_lock:
             try:
                 async with self.transaction() as deps:
                     await notices.tick(deps)
+                    await digests.run_due(deps)
+                    await digests.nudge(deps)
+                    await retention.nightly(deps)
                     await intake_store.prune(deps.conn, deps.now_ms)
-            except Exception:  # a failed tick is retried next minute, never fatal
+            except Exception:  # retried at the next wake-up, never fatal
                 log.exception("timed work failed")
-            await asyncio.sleep(TICK_S)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)

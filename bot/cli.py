@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import getpass
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
+from zoneinfo import ZoneInfo
 
 from bot.config import Config, ConfigError, load_config, render_effective_config
 
@@ -66,28 +69,107 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render_effective_config(config), end="")
         return 0
     if args.command == "export":
-        return _export(config, args.out)
+        return _export(config, args)
+    if args.command == "retention":
+        return _retention(config, args.dry_run)
     return _run(config)
 
 
-def _export(config: Config, out: Path | None) -> int:
+def _database_path(config: Config) -> Path | None:
     from bot.app import DB_FILE
-    from bot.exports import load_cap, write_cap
-    from bot.store.db import Database
 
     path = config.data_dir / DB_FILE
     if not path.exists():
         print(f"neighborwatch: no database at {path}", file=sys.stderr)
-        return EXIT_DATABASE
+        return None
+    return path
 
-    async def load() -> list[Any]:
+
+def _export(config: Config, args: argparse.Namespace) -> int:
+    from bot.exports import case_records, cases_csv, cases_json, load_cap, write_cap
+    from bot.store import audit
+    from bot.store.db import Database
+
+    path = _database_path(config)
+    if path is None:
+        return EXIT_DATABASE
+    fmt = args.format or ("cap" if args.what == "alerts" else "json")
+    if (args.what == "alerts") != (fmt == "cap"):
+        print("neighborwatch: alerts export as cap; cases as json or csv", file=sys.stderr)
+        return EXIT_CONFIG
+    since_ms = None
+    if args.since:
+        try:
+            since = dt.datetime.fromisoformat(args.since).replace(tzinfo=ZoneInfo(config.timezone))
+        except ValueError:
+            print(
+                f"neighborwatch: --since {args.since!r} is not a date like 2026-11-01",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        since_ms = int(since.timestamp() * 1000)
+
+    async def load() -> str:
         db = await Database.open(path)
         try:
-            return await load_cap(db, config)
+            if args.what == "alerts":
+                return write_cap(await load_cap(db, config), config, args.out)
+            async with db.transaction() as conn:
+                records = await case_records(
+                    conn,
+                    config,
+                    since_ms=since_ms,
+                    station=args.station,
+                    include_reporters=args.include_reporters,
+                )
+                if args.include_reporters:
+                    await audit.record(
+                        conn,
+                        f"cli:{getpass.getuser()}",
+                        "export.with_reporters",
+                        detail={"cases": len(records), "station": args.station},
+                    )
+            return cases_csv(records) if fmt == "csv" else cases_json(records, config)
         finally:
             await db.close()
 
-    print(write_cap(asyncio.run(load()), config, out))
+    output = asyncio.run(load())
+    if args.what == "cases" and args.out is not None:
+        args.out.write_text(output, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        print(output)
+    return 0
+
+
+def _retention(config: Config, dry_run: bool) -> int:
+    from bot.features.retention import anonymise
+    from bot.pipeline import make_deps
+    from bot.store.clock import now_ms
+    from bot.store.db import Database
+
+    path = _database_path(config)
+    if path is None:
+        return EXIT_DATABASE
+
+    async def run() -> int:
+        db = await Database.open(path)
+        try:
+            async with db.transaction() as conn:
+                deps = make_deps(conn, config, now_ms())
+                count = await anonymise(deps, dry_run=dry_run)
+                await deps.audit.record(
+                    f"cli:{getpass.getuser()}",
+                    "retention.run",
+                    detail={"count": count, "dry_run": dry_run},
+                )
+                return count
+        finally:
+            await db.close()
+
+    count = asyncio.run(run())
+    verb = "would anonymise" if dry_run else "anonymised"
+    print(f"{verb} {count} closed case(s) older than {config.retention.closed_case_days} days")
     return 0
 
 

@@ -92,6 +92,26 @@ class BotAccount(_Section):
     device_name: str = "neighborwatch"
 
 
+def _cron(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError:
+        raise ValueError(
+            "not a cron schedule; write 'minute hour day month weekday', e.g. '0 8 * * mon'"
+        ) from None
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+class ScheduleConfig(_Section):
+    daily: Cron = Field(default="0 8 * * *", description="when the daily digest is sent")
+    weekly: Cron = Field(default="0 8 * * mon", description="when the weekly digest is sent")
+
+
 class Station(_Section):
     id: str
     name: str
@@ -101,6 +121,9 @@ class Station(_Section):
     )
     officers: list[MatrixId] = Field(default_factory=list)
     supervisors: list[MatrixId] = Field(default_factory=list)
+    schedule: ScheduleConfig | None = Field(
+        default=None, description="this station's digest times (default: digests.schedule)"
+    )
 
     @field_validator("case_prefix")
     @classmethod
@@ -115,6 +138,45 @@ class Station(_Section):
         if value is not None and not _SLUG.match(value):
             raise ValueError("not allowed; use lower-case letters, digits and '-' (≤ 32)")
         return value
+
+
+class District(_Section):
+    id: str
+    name: str
+    supervisors: list[MatrixId] = Field(default_factory=list)
+    schedule: ScheduleConfig | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError("not allowed; use lower-case letters, digits and '-' (≤ 32)")
+        return value
+
+
+class DigestsConfig(_Section):
+    schedule: ScheduleConfig = ScheduleConfig()
+    stale_unacknowledged_hours: int = Field(default=24, ge=1, le=24 * 30)
+    stale_open_days: int = Field(default=7, ge=1, le=365)
+    officers_read_only: bool = Field(
+        default=False, description="invite the station's officers to its digest room, read-only"
+    )
+    chart: bool = Field(default=True, description="attach a 14-day chart to the daily digest")
+    late_after_minutes: int = Field(default=10, ge=1, le=1440)
+    nudges: Literal["dm", "officers_room", "off"] = "dm"
+    nudge_at: Cron = "0 9 * * *"
+
+
+class RetentionConfig(_Section):
+    closed_case_days: int = Field(default=365, ge=30, le=3650)
+    run_at: Cron = "30 3 * * *"
+    dry_run: bool = Field(default=False, description="only report what would be anonymised")
+
+
+class TimersConfig(_Section):
+    tick_seconds: float = Field(
+        default=60, ge=0.2, le=3600, description="how often time-driven work is checked"
+    )
 
 
 class SyncConfig(_Section):
@@ -201,6 +263,10 @@ class Config(_Section):
     rooms: RoomsConfig = RoomsConfig()
     onboarding: OnboardingConfig = OnboardingConfig()
     notices: NoticesConfig = NoticesConfig()
+    districts: list[District] = Field(default_factory=list)
+    digests: DigestsConfig = DigestsConfig()
+    retention: RetentionConfig = RetentionConfig()
+    timers: TimersConfig = TimersConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @field_validator("command_prefix")
@@ -231,6 +297,27 @@ class Config(_Section):
 
     def supervised_by(self, user_id: str) -> list[Station]:
         return [s for s in self.stations if user_id in s.supervisors]
+
+    def district(self, district_id: str | None) -> District | None:
+        return next((d for d in self.districts if d.id == district_id), None)
+
+    def district_ids(self) -> list[str]:
+        """Districts named by stations or configured (a district needs no entry of its own)."""
+        named = [s.district for s in self.stations if s.district]
+        return list(dict.fromkeys([*(d.id for d in self.districts), *named]))
+
+    def stations_in(self, district_id: str) -> list[Station]:
+        return [s for s in self.stations if s.district == district_id]
+
+    def schedule_of(
+        self, station: Station | None = None, district: str | None = None
+    ) -> ScheduleConfig:
+        if station is not None and station.schedule is not None:
+            return station.schedule
+        found = self.district(district)
+        if found is not None and found.schedule is not None:
+            return found.schedule
+        return self.digests.schedule
 
     def supervisors(self) -> set[str]:
         return {user for station in self.stations for user in station.supervisors}

@@ -48,6 +48,7 @@ class ManagedRoom:
     name: str
     language: Language
     encrypted: bool
+    district: str | None = None  # a district's digest room
 
     @property
     def label(self) -> str:

@@ -37,12 +37,37 @@ _PROTECTED_EVENTS = (
 )
 _LEGACY_VERSIONS = frozenset(str(v) for v in range(1, 12))
 
-# Room-level settings that must hold (power levels and encryption are handled apart).
-REQUIRED_STATE: dict[str, dict[str, Any]] = {
-    "m.room.join_rules": {"join_rule": "knock"},
-    "m.room.guest_access": {"guest_access": "forbidden"},
-    "m.room.history_visibility": {"history_visibility": "shared"},
-}
+
+@dataclass(frozen=True)
+class Policy:
+    """What one kind of managed room must look like.
+
+    * neighbourhood rooms: join by knock ("Ask to join"), the station's officers at 50;
+    * officers' rooms: invite only, the station's officers at 50;
+    * digest rooms: invite only, supervisors at 50 and the only ones who may post;
+      officers added read-only stay at 0; only the bot invites.
+    """
+
+    join_rule: str = "knock"
+    staff: tuple[str, ...] = ()
+    readers: tuple[str, ...] = ()
+    events_default: int = 0
+    invite: int = OFFICER_LEVEL
+
+    def required_state(self) -> dict[str, dict[str, Any]]:
+        """Room-level settings that must hold (power levels and encryption are apart)."""
+        return {
+            "m.room.join_rules": {"join_rule": self.join_rule},
+            "m.room.guest_access": {"guest_access": "forbidden"},
+            "m.room.history_visibility": {"history_visibility": "shared"},
+        }
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*self.staff, *self.readers]))
+
+
+REQUIRED_STATE = Policy().required_state()
 ENCRYPTION = {"algorithm": "m.megolm.v1.aes-sha2"}
 
 
@@ -51,7 +76,12 @@ def creator_is_unlimited(room_version: str) -> bool:
 
 
 def power_levels(
-    *, bot: str, officers: Iterable[str], creators: Iterable[str] = ()
+    *,
+    bot: str,
+    officers: Iterable[str],
+    creators: Iterable[str] = (),
+    events_default: int = 0,
+    invite: int = OFFICER_LEVEL,
 ) -> dict[str, Any]:
     """The power levels a managed room should have (creators are left out of ``users``)."""
     skip = set(creators)
@@ -62,9 +92,9 @@ def power_levels(
         "users": users,
         "users_default": 0,
         "events": {event: SETTINGS_LEVEL for event in _PROTECTED_EVENTS},
-        "events_default": 0,
+        "events_default": events_default,
         "state_default": SETTINGS_LEVEL,
-        "invite": OFFICER_LEVEL,
+        "invite": invite,
         "kick": OFFICER_LEVEL,
         "ban": OFFICER_LEVEL,
         "redact": OFFICER_LEVEL,
@@ -156,15 +186,27 @@ _SPEC_DEFAULTS = {"state_default": 50, "invite": 0, "kick": 50, "ban": 50, "reda
 
 
 def fixes(
-    state: RoomState, *, bot: str, officers: Iterable[str], encrypted: bool
+    state: RoomState,
+    *,
+    bot: str,
+    officers: Iterable[str],
+    encrypted: bool,
+    policy: Policy | None = None,
 ) -> list[StateFix]:
     """Every state event to write so the room matches policy (empty when it already does)."""
+    policy = policy or Policy(staff=tuple(officers))
     result: list[StateFix] = []
-    for event_type, wanted in REQUIRED_STATE.items():
+    for event_type, wanted in policy.required_state().items():
         current = dict(state.contents.get(event_type, {}))
         if any(current.get(key) != value for key, value in wanted.items()):
             result.append(StateFix(event_type, {**current, **wanted}, (f"{event_type} reset",)))
-    desired = power_levels(bot=bot, officers=officers, creators=state.unlimited_creators)
+    desired = power_levels(
+        bot=bot,
+        officers=policy.staff,
+        creators=state.unlimited_creators,
+        events_default=policy.events_default,
+        invite=policy.invite,
+    )
     changes = power_level_changes(state.contents.get("m.room.power_levels", {}), desired)
     if changes:
         result.append(StateFix("m.room.power_levels", desired, tuple(changes)))

@@ -17,6 +17,7 @@ from bot.domain.roles import MEMBERS_AND_STAFF, OFFICERS, Role
 from bot.features.context import CommandContext, EventContext
 from bot.features.onboarding import handle_knock, notify_officers, user_arg, welcome
 from bot.features.registry import Features
+from bot.features.rooms import policy_for
 from bot.features.scope import (
     audience_label,
     find_room,
@@ -28,6 +29,11 @@ from bot.store import direct, org
 
 
 def _is_staff(ctx: EventContext, room: ManagedRoom, user: str) -> bool:
+    """Belongs in the room by office: its policy's members, or the station's staff."""
+    if user in policy_for(ctx.deps, room).members:
+        return True
+    if room.kind == "digest":
+        return False
     station = ctx.deps.config.station(room.station_id)
     return station is not None and (user in station.officers or user in station.supervisors)
 

@@ -64,29 +64,90 @@ def create_body(
     name: str,
     topic: str,
     alias: str,
-    officers: list[str],
+    policy: room_policy.Policy,
     encrypted: bool,
 ) -> dict[str, Any]:
     """The ``/createRoom`` request of a managed room: policy applied from the first event."""
     initial_state = [
         {"type": event_type, "state_key": "", "content": content}
-        for event_type, content in room_policy.REQUIRED_STATE.items()
+        for event_type, content in policy.required_state().items()
     ]
     if encrypted:
         initial_state.append(
             {"type": "m.room.encryption", "state_key": "", "content": room_policy.ENCRYPTION}
         )
-    power = room_policy.power_levels(bot=deps.bot_id, officers=officers, creators=[deps.bot_id])
+    power = room_policy.power_levels(
+        bot=deps.bot_id,
+        officers=policy.staff,
+        creators=[deps.bot_id],
+        events_default=policy.events_default,
+        invite=policy.invite,
+    )
     return {
         "preset": "private_chat",
         "visibility": "private",
         "name": name,
         "topic": topic,
         "room_alias_name": alias,
-        "invite": [user for user in officers if user != deps.bot_id],
+        "invite": [user for user in policy.members if user != deps.bot_id],
         "initial_state": initial_state,
         "power_level_content_override": power,
     }
+
+
+def policy_for(deps: Deps, room: ManagedRoom) -> room_policy.Policy:
+    """The policy of a managed room, from config: who holds power, who may post, join rule."""
+    config = deps.config
+    station = config.station(room.station_id)
+    if room.kind == "digest":
+        if room.district is not None:
+            district = config.district(room.district)
+            staff = list(district.supervisors) if district else []
+            readers: list[str] = []
+        else:
+            staff = list(station.supervisors) if station else []
+            readers = (
+                list(station.officers) if station and config.digests.officers_read_only else []
+            )
+        return room_policy.Policy(
+            join_rule="invite",
+            staff=tuple(staff),
+            readers=tuple(readers),
+            events_default=room_policy.OFFICER_LEVEL,
+            invite=room_policy.SETTINGS_LEVEL,
+        )
+    officers = tuple(station.officers) if station else ()
+    if room.kind == "neighbourhood":
+        return room_policy.Policy(join_rule="knock", staff=officers)
+    return room_policy.Policy(join_rule="invite", staff=officers)
+
+
+async def _queue_room(deps: Deps, key: str, room: ManagedRoom, topic: str) -> None:
+    alias = (room.alias or "").lstrip("#").split(":")[0]
+    body = create_body(
+        deps,
+        name=room.name,
+        topic=topic,
+        alias=alias,
+        policy=policy_for(deps, room),
+        encrypted=room.encrypted,
+    )
+    await deps.actions.create_room(
+        key,
+        body,
+        on_done="room.created",
+        args={
+            "kind": room.kind,
+            "station_id": room.station_id,
+            "district": room.district,
+            "alias": room.alias,
+            "name": room.name,
+            "language": room.language,
+            "encrypted": room.encrypted,
+            "requested_by": deps.bot_id,
+        },
+    )
+    log.info("queued the %s room %s", room.kind, room.name)
 
 
 async def queue_officers_room(deps: Deps, station: Station) -> None:
@@ -95,31 +156,67 @@ async def queue_officers_room(deps: Deps, station: Station) -> None:
     if await org.officers_room(deps.conn, station.id) or await deps.actions.creating(key):
         return
     lang = deps.config.language
-    name = deps.render("rooms.officers_name", lang, station=station.name).body
     alias = officers_alias_localpart(station.id)
-    body = create_body(
-        deps,
-        name=name,
-        topic=deps.render("rooms.officers_topic", lang, station=station.name).body,
-        alias=alias,
-        officers=list(station.officers),
+    room = ManagedRoom(
+        room_id="",
+        kind="officers",
+        station_id=station.id,
+        neighbourhood_id=None,
+        audience=None,
+        alias=f"#{alias}:{deps.server_name}",
+        name=deps.render("rooms.officers_name", lang, station=station.name).body,
+        language=lang,
         encrypted=deps.config.rooms.encrypted,
     )
-    await deps.actions.create_room(
-        key,
-        body,
-        on_done="room.created",
-        args={
-            "kind": "officers",
-            "station_id": station.id,
-            "alias": f"#{alias}:{deps.server_name}",
-            "name": name,
-            "language": lang,
-            "encrypted": deps.config.rooms.encrypted,
-            "requested_by": deps.bot_id,
-        },
-    )
-    log.info("queued the officers' room of station %s", station.id)
+    topic = deps.render("rooms.officers_topic", lang, station=station.name).body
+    await _queue_room(deps, key, room, topic)
+
+
+async def queue_digest_rooms(deps: Deps) -> None:
+    """A digest room per station (its supervisors) and per district, unless there is one."""
+    lang = deps.config.language
+    encrypted = deps.config.rooms.encrypted
+    for station in deps.config.stations:
+        key = f"digest/station/{station.id}"
+        if await org.digest_room(deps.conn, station_id=station.id) or await deps.actions.creating(
+            key
+        ):
+            continue
+        room = ManagedRoom(
+            room_id="",
+            kind="digest",
+            station_id=station.id,
+            neighbourhood_id=None,
+            audience=None,
+            alias=f"#nw-{station.id}-digest:{deps.server_name}",
+            name=deps.render("digest.room_name", lang, scope=station.name).body,
+            language=lang,
+            encrypted=encrypted,
+        )
+        topic = deps.render("digest.room_topic", lang, scope=station.name).body
+        await _queue_room(deps, key, room, topic)
+    for district_id in deps.config.district_ids():
+        key = f"digest/district/{district_id}"
+        if await org.digest_room(deps.conn, district=district_id) or await deps.actions.creating(
+            key
+        ):
+            continue
+        district = deps.config.district(district_id)
+        scope = district.name if district else district_id
+        room = ManagedRoom(
+            room_id="",
+            kind="digest",
+            station_id=None,
+            neighbourhood_id=None,
+            audience=None,
+            alias=f"#nw-district-{district_id}-digest:{deps.server_name}",
+            name=deps.render("digest.room_name", lang, scope=scope).body,
+            language=lang,
+            encrypted=encrypted,
+            district=district_id,
+        )
+        topic = deps.render("digest.room_topic", lang, scope=scope).body
+        await _queue_room(deps, key, room, topic)
 
 
 async def room_created(deps: Deps, args: dict[str, Any], outcome: Outcome) -> None:
@@ -152,6 +249,7 @@ async def room_created(deps: Deps, args: dict[str, Any], outcome: Outcome) -> No
         name=str(args["name"]),
         language=lang,
         encrypted=bool(args.get("encrypted")),
+        district=args.get("district"),
     )
     if await org.room(deps.conn, room.room_id) is None:
         await org.add_room(deps.conn, room, requested_by)
@@ -169,9 +267,8 @@ async def room_created(deps: Deps, args: dict[str, Any], outcome: Outcome) -> No
         await org.set_rules_row(deps.conn, room.room_id, rules)
         await deps.actions.pin(room.room_id, [rules])
     else:
-        await deps.messenger.send(
-            room.room_id, deps.render("rooms.officers_intro", lang), tag={"kind": "intro"}
-        )
+        intro = "digest.room_intro" if room.kind == "digest" else "rooms.officers_intro"
+        await deps.messenger.send(room.room_id, deps.render(intro, lang), tag={"kind": "intro"})
     if isinstance(reply_room, str):
         await deps.messenger.send(
             reply_room,
@@ -185,12 +282,15 @@ async def reconcile_room(
     deps: Deps, room: ManagedRoom, state_events: list[dict[str, Any]]
 ) -> list[str]:
     """Queue what brings ``room`` back to policy; returns the changes (empty: nothing drifted)."""
-    station = deps.config.station(room.station_id)
-    officers = list(station.officers) if station else []
+    policy = policy_for(deps, room)
     state = room_policy.RoomState.from_events(state_events)
     # Encryption is never switched off; it is switched on when config asks for it.
     fixes = room_policy.fixes(
-        state, bot=deps.bot_id, officers=officers, encrypted=deps.config.rooms.encrypted
+        state,
+        bot=deps.bot_id,
+        officers=policy.staff,
+        encrypted=deps.config.rooms.encrypted,
+        policy=policy,
     )
     changes: list[str] = []
     for fix in fixes:
@@ -198,9 +298,9 @@ async def reconcile_room(
         changes.extend(fix.changes)
         if fix.event_type == "m.room.encryption":
             await org.set_encrypted(deps.conn, room.room_id)
-    for officer in room_policy.officers_to_invite(state, officers):
-        await deps.actions.invite(room.room_id, officer)
-        changes.append(f"invite officer {officer}")
+    for member in room_policy.officers_to_invite(state, policy.members):
+        await deps.actions.invite(room.room_id, member)
+        changes.append(f"invite {member}")
     if changes:
         log.info("reconciled %s (%s): %s", room.name, room.room_id, "; ".join(changes))
         await deps.audit.record(
@@ -216,6 +316,7 @@ async def ensure_station_rooms(transaction: Transaction) -> None:
     async with transaction() as deps:
         for station in deps.config.stations:
             await queue_officers_room(deps, station)
+        await queue_digest_rooms(deps)
 
 
 async def reconcile_all(transaction: Transaction, reader: RoomStateReader) -> int:
@@ -393,7 +494,7 @@ def register(features: Features) -> None:
                 "rooms.topic", nbh.language, name=nbh.name, station=station.name
             ).body,
             alias=alias,
-            officers=list(station.officers),
+            policy=room_policy.Policy(join_rule="knock", staff=tuple(station.officers)),
             encrypted=encrypted,
         )
         await ctx.deps.actions.create_room(

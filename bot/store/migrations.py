@@ -100,6 +100,7 @@ MIGRATIONS: tuple[str, ...] = (
         kind             TEXT NOT NULL
                          CHECK (kind IN ('neighbourhood', 'officers', 'digest', 'taskforce')),
         station_id       TEXT,
+        district         TEXT,
         neighbourhood_id INTEGER REFERENCES neighbourhoods (id),
         audience         TEXT,
         alias            TEXT,
@@ -113,6 +114,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX rooms_officers_per_station ON rooms (station_id)
         WHERE kind = 'officers';
+    CREATE UNIQUE INDEX rooms_digest_per_station ON rooms (station_id)
+        WHERE kind = 'digest' AND district IS NULL;
+    CREATE UNIQUE INDEX rooms_digest_per_district ON rooms (district)
+        WHERE kind = 'digest' AND station_id IS NULL;
     CREATE TABLE members (
         id           INTEGER PRIMARY KEY AUTOINCREMENT,
         room_id      TEXT NOT NULL REFERENCES rooms (room_id),
@@ -351,6 +356,32 @@ MIGRATIONS: tuple[str, ...] = (
         args        TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );
+    """,
+    # 5: digests (each run recorded once per room and period), timed jobs, retention.
+    """
+    CREATE TABLE digest_runs (
+        room_id       TEXT NOT NULL,
+        kind          TEXT NOT NULL CHECK (kind IN ('daily', 'weekly')),
+        period_start  INTEGER NOT NULL,
+        period_end    INTEGER NOT NULL,
+        late          INTEGER NOT NULL DEFAULT 0,
+        message_row   INTEGER,
+        created_at    INTEGER NOT NULL,
+        PRIMARY KEY (room_id, kind, period_start)
+    );
+    CREATE TABLE job_runs (
+        job          TEXT NOT NULL,
+        fired_at     INTEGER NOT NULL,
+        detail       TEXT,
+        PRIMARY KEY (job, fired_at)
+    );
+    CREATE INDEX cases_by_time ON cases (station_id, created_at);
+    CREATE INDEX cases_by_closing ON cases (station_id, closed_at) WHERE closed_at IS NOT NULL;
+    CREATE INDEX cases_by_ack ON cases (station_id, acknowledged_at)
+        WHERE acknowledged_at IS NOT NULL;
+    CREATE INDEX case_events_by_time ON case_events (at);
+    CREATE INDEX members_by_verification ON members (verified_at) WHERE verified_at IS NOT NULL;
+    ALTER TABLE cases ADD COLUMN anonymised_at INTEGER;
     """,
 )
 

@@ -102,17 +102,21 @@ async def update_neighbourhood(
 
 # --------------------------------------------------------------------- rooms
 
-_ROOM = "room_id, kind, station_id, neighbourhood_id, audience, alias, name, language, encrypted"
+_ROOM = (
+    "room_id, kind, station_id, neighbourhood_id, audience, alias, name, language, encrypted,"
+    " district"
+)
 
 
 def _room(r: Any) -> ManagedRoom:
-    return ManagedRoom(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))
+    return ManagedRoom(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9])
 
 
 async def add_room(conn: Connection, room: ManagedRoom, created_by: str) -> None:
     await conn.execute(
         "INSERT INTO rooms (room_id, kind, station_id, neighbourhood_id, audience, alias, name,"
-        " language, encrypted, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " language, encrypted, district, created_by, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             room.room_id,
             room.kind,
@@ -123,6 +127,7 @@ async def add_room(conn: Connection, room: ManagedRoom, created_by: str) -> None
             room.name,
             room.language,
             int(room.encrypted),
+            room.district,
             created_by,
             now_ms(),
         ),
@@ -156,6 +161,24 @@ async def officers_room(conn: Connection, station_id: str) -> ManagedRoom | None
     )
     row = await cur.fetchone()
     return _room(row) if row else None
+
+
+async def digest_room(
+    conn: Connection, *, station_id: str | None = None, district: str | None = None
+) -> ManagedRoom | None:
+    if station_id is not None:
+        sql, value = "station_id = ? AND district IS NULL", station_id
+    else:
+        sql, value = "district = ? AND station_id IS NULL", str(district)
+    cur = await conn.execute(f"SELECT {_ROOM} FROM rooms WHERE kind = 'digest' AND {sql}", (value,))
+    row = await cur.fetchone()
+    return _room(row) if row else None
+
+
+async def room_created_at(conn: Connection, room_id: str) -> int:
+    cur = await conn.execute("SELECT created_at FROM rooms WHERE room_id = ?", (room_id,))
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def rooms(
