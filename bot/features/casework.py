@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from bot.domain import cases as rules
@@ -25,6 +26,7 @@ DUPLICATE_WINDOW_MS = 24 * 3_600_000
 MEDIA_WINDOW_MS = 5 * 60_000
 
 
+@cache
 def category_label(lang: Language, category: str) -> str:
     try:
         return text(lang, f"category.{category}")
@@ -32,10 +34,12 @@ def category_label(lang: Language, category: str) -> str:
         return category
 
 
+@cache
 def status_label(lang: Language, status: str) -> str:
     return text(lang, f"status.{status}")
 
 
+@cache
 def authority_label(lang: Language, authority: str) -> str:
     try:
         return text(lang, f"authority.{authority}")

@@ -158,10 +158,13 @@ async def add_event(
     note: str | None,
     now: int,
 ) -> None:
+    # The station and, for a first response, its delay are copied onto the history row:
+    # digests count a district's activity from this table alone, without a join.
     await conn.execute(
-        "INSERT INTO case_events (case_id, at, actor, action, old, new, note)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (case_id, now, actor, action, old, new, note),
+        "INSERT INTO case_events (case_id, at, actor, action, old, new, note, station_id,"
+        " response_ms) SELECT ?, ?, ?, ?, ?, ?, ?, station_id,"
+        " CASE WHEN ? = 'status' AND ? = 'new' THEN ? - created_at END FROM cases WHERE id = ?",
+        (case_id, now, actor, action, old, new, note, action, old, now, case_id),
     )
 
 

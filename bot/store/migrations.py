@@ -379,9 +379,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX cases_by_closing ON cases (station_id, closed_at) WHERE closed_at IS NOT NULL;
     CREATE INDEX cases_by_ack ON cases (station_id, acknowledged_at)
         WHERE acknowledged_at IS NOT NULL;
-    CREATE INDEX case_events_by_time ON case_events (at);
     CREATE INDEX members_by_verification ON members (verified_at) WHERE verified_at IS NOT NULL;
     ALTER TABLE cases ADD COLUMN anonymised_at INTEGER;
+    ALTER TABLE case_events ADD COLUMN station_id TEXT;
+    ALTER TABLE case_events ADD COLUMN response_ms INTEGER;
+    CREATE INDEX case_events_activity
+        ON case_events (station_id, at, action, actor, case_id, response_ms);
+    UPDATE case_events SET station_id = (SELECT station_id FROM cases WHERE id = case_id),
+        response_ms = CASE WHEN action = 'status' AND old = 'new'
+            THEN at - (SELECT created_at FROM cases WHERE id = case_id) END;
     """,
 )
 
