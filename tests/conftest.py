@@ -77,6 +77,7 @@ def make_bot(tmp_path: Path) -> Iterator[Callable[..., BotUnderTest]]:
         supervisors: list[str] | None = None,
         homeserver_url: str | None = None,
         start: bool = True,
+        env: dict[str, str] | None = None,
         **extra: object,
     ) -> BotUnderTest:
         acct = register(hs, "bot")
@@ -90,7 +91,7 @@ def make_bot(tmp_path: Path) -> Iterator[Callable[..., BotUnderTest]]:
             supervisors=supervisors,
             **extra,
         )
-        process = BotProcess(config, acct.password)
+        process = BotProcess(config, acct.password, env)
         started.append(process)
         if start:
             process.start()

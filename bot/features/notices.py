@@ -289,15 +289,16 @@ async def record_sighting(ctx: EventContext, notice: Notice | None, typed: str |
                 mentions=[officer] if officer else [],
                 tag={"kind": "sighting"},
             )
-    await deps.messenger.send_dm(
-        ctx.sender,
-        deps.render(
-            "notices.sighting_thanks",
-            ctx.lang,
-            officer=officer or "",
-            number=notice.number if notice else (typed or ""),
-        ),
+    thanks = deps.render(
+        "notices.sighting_thanks",
+        ctx.lang,
+        officer=officer or "",
+        number=notice.number if notice else (typed or ""),
     )
+    if ctx.in_dm:  # answer where they wrote
+        await deps.messenger.send(event.room_id, thanks, reply_to=event.event_id)
+    else:  # never in the group: by direct message
+        await deps.messenger.send_dm(ctx.sender, thanks)
 
 
 async def _rooms_of(ctx: EventContext) -> list[ManagedRoom]:

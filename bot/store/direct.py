@@ -1,4 +1,8 @@
-"""Direct chats: which room is the bot's one-to-one conversation with which user."""
+"""Direct chats: which rooms are the bot's one-to-one conversations with whom.
+
+A person may have several (they opened one, the bot opened another); every one of
+them counts as a direct chat, and the newest is where the bot writes first.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,12 @@ from bot.store.db import Connection
 
 
 async def room_of(conn: Connection, user_id: str) -> str | None:
-    cur = await conn.execute("SELECT room_id FROM direct_rooms WHERE user_id = ?", (user_id,))
+    """The newest direct chat with ``user_id``."""
+    cur = await conn.execute(
+        "SELECT room_id FROM direct_rooms WHERE user_id = ? ORDER BY created_at DESC, rowid DESC"
+        " LIMIT 1",
+        (user_id,),
+    )
     row = await cur.fetchone()
     return str(row[0]) if row else None
 
@@ -20,16 +29,13 @@ async def user_of(conn: Connection, room_id: str) -> str | None:
 
 
 async def remember(conn: Connection, user_id: str, room_id: str) -> None:
-    """Record (or replace) the direct chat with ``user_id``."""
+    """Record a direct chat with ``user_id`` (it becomes the newest)."""
     await conn.execute(
-        "DELETE FROM direct_rooms WHERE room_id = ? OR user_id = ?", (room_id, user_id)
-    )
-    await conn.execute(
-        "INSERT INTO direct_rooms (user_id, room_id, created_at) VALUES (?, ?, ?)",
-        (user_id, room_id, now_ms()),
+        "INSERT OR REPLACE INTO direct_rooms (room_id, user_id, created_at) VALUES (?, ?, ?)",
+        (room_id, user_id, now_ms()),
     )
 
 
 async def forget_room(conn: Connection, room_id: str) -> None:
-    """The person left: the next direct message opens a new chat."""
+    """The person left: that room is no direct chat any more."""
     await conn.execute("DELETE FROM direct_rooms WHERE room_id = ?", (room_id,))

@@ -66,10 +66,11 @@ MIGRATIONS: tuple[str, ...] = (
         event_id      TEXT
     );
     CREATE TABLE direct_rooms (
-        user_id     TEXT PRIMARY KEY,
-        room_id     TEXT NOT NULL UNIQUE,
+        room_id     TEXT PRIMARY KEY,
+        user_id     TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );
+    CREATE INDEX direct_rooms_by_user ON direct_rooms (user_id, created_at);
     CREATE INDEX outbox_pending ON outbox (lane, id) WHERE status = 'pending';
     CREATE TABLE audit_log (
         id        INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -26,6 +26,7 @@ def write_config(
     officers: list[str] | None = None,
     supervisors: list[str] | None = None,
     language: str = "en",
+    station: dict[str, Any] | None = None,
     **extra: Any,
 ) -> Path:
     config: dict[str, Any] = {
@@ -40,6 +41,7 @@ def write_config(
                 "name": "Test Station",
                 "officers": officers or [],
                 "supervisors": supervisors or [],
+                **(station or {}),
             }
         ],
         **extra,
@@ -50,9 +52,10 @@ def write_config(
 
 
 class BotProcess:
-    def __init__(self, config_path: Path, password: str) -> None:
+    def __init__(self, config_path: Path, password: str, env: dict[str, str] | None = None) -> None:
         self.config_path = config_path
         self.password = password
+        self.env = env or {}
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self._ready = threading.Event()
@@ -65,7 +68,7 @@ class BotProcess:
     def start(self, *, wait_ready: bool = True, timeout: float = 60) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self._ready.clear()
-        env = {**os.environ, "NEIGHBORWATCH_BOT_PASSWORD": self.password}
+        env = {**os.environ, "NEIGHBORWATCH_BOT_PASSWORD": self.password, **self.env}
         log = self.log_path.open("a", encoding="utf-8")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot", "run", "-c", str(self.config_path)],
