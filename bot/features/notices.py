@@ -26,7 +26,7 @@ from bot.delivery import Outcome
 from bot.domain import cases as case_rules
 from bot.domain.org import ManagedRoom, parse_duration_ms, split_room_ref
 from bot.domain.roles import OFFICERS, STAFF, Role
-from bot.domain.tips import analyse
+from bot.domain.tips import locate
 from bot.features.cases import find_case
 from bot.features.context import CommandContext, Deps, EventContext
 from bot.features.registry import Features
@@ -240,7 +240,7 @@ async def record_sighting(ctx: EventContext, notice: Notice | None, typed: str |
     content = dict(event.content)
     attachment = content if event.msgtype in ("m.image", "m.file", "m.video") else None
     text, _ = case_rules.clip(event.body, 2000)
-    location = analyse(text).location if text else None
+    location = locate(text) if text else None
     late = notice is None or not notice.active
     if notice is not None:
         added = await notices.add_sighting(

@@ -296,6 +296,6 @@ def test_cap_with_a_photo_names_the_resource() -> None:
         "image/jpeg",
     )
     root = ET.fromstring(to_xml(notice, "@bot:hs"))
-    uri = root.findtext("{%s}info/{%s}resource/{%s}uri" % (CAP_NS, CAP_NS, CAP_NS))
+    uri = root.findtext(f"{{{CAP_NS}}}info/{{{CAP_NS}}}resource/{{{CAP_NS}}}uri")
     assert uri == "mxc://hs/clean"
-    assert root.findtext("{%s}sent" % CAP_NS) == "2026-11-25T08:00:00+00:00"
+    assert root.findtext(f"{{{CAP_NS}}}sent") == "2026-11-25T08:00:00+00:00"

@@ -1,0 +1,385 @@
+"""Tip extraction: evidence from the lexicons, combined by a few explicit rules.
+
+1. The message (its first ``MAX_CHARS`` characters) is normalised for matching: lower
+   case, a space after opening punctuation, one space between tokens, invisible marks
+   removed, curly quotes straight, full-width letters and digits half-width, traditional
+   characters simplified (lexicon.py, lexicon_shared.yaml).
+2. Both language scanners run on it when it has characters of their script (mixed text
+   needs no language guess).  Each term found carries category evidence, context that
+   real reports have (recency, a witness, a request for help …), negative context
+   (thanks, notices, news, films, hypotheticals, ads, lost property …), acute danger
+   types and timing (now / earlier / over).  Category and danger evidence right after a
+   negation (没被偷, wasn't stolen) does not count.
+3. Category = the one with most evidence (ties: the strongest single cue, then
+   ``category_order``); rulings of guideline §2 are lexicon groups with negative weights
+   (a car broken into is not burglary) plus one rule here (with a clear premises cue,
+   stealing words count for burglary).  Tip score = that evidence (capped) + context
+   (capped) − negative context (a second cue of the same kind counts half) + a little
+   for a specific place or identifier.  Confidence is a logistic of the score: 0.5 is
+   the tip threshold, ≥ 0.7 a confident tip, 0.4–0.7 uncertain.  Without any category
+   evidence a message is never a tip (and its context is not even collected).
+4. Emergency (guideline §3): a tip with an acute danger that fits its category (fire,
+   gas, someone trapped, violence, an intruder, someone trying doors, a payment to a
+   scammer under way, someone about to jump …) that is explicitly happening now, or
+   urgent with no sign that it is over or in the past.  Hotlines follow from the danger
+   types (lexicon_shared.yaml).
+5. Location and identifiers (location.py, identifiers.py) are reported only for tips.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import cast
+
+from bot.domain.tips import CATEGORIES, Hotline, TipAnalysis
+from bot.domain.tips.identifiers import find_identifiers
+from bot.domain.tips.identifiers import rules as identifier_rules
+from bot.domain.tips.lexicon import (
+    Hit,
+    LexiconError,
+    Normaliser,
+    Scanner,
+    categories_used,
+    collect_terms,
+    compile_scanner,
+    load_normaliser,
+    read_yaml,
+)
+from bot.domain.tips.location import best_location, place_words
+from bot.domain.tips.location import rules as location_rules
+
+MAX_CHARS = 4000  # only the start of a huge message is analysed
+
+# Scoring (see the module docstring).  Category evidence is capped so a message full of
+# crime words (a forwarded warning) cannot drown its negative context.
+CAT_CAP = 6.0
+CTX_CAP = 3.5
+CTX_FACTOR = 0.7
+NEG_REPEAT = 0.5  # weight of further negative cues of the same kind
+NEG_REPEAT_CAP = 1.75  # … up to this multiple of the strongest one
+NEG_FLOOR = -12.0
+LOCATION_BONUS = 0.5
+IDENTIFIER_BONUS = 0.5
+THRESHOLD = 3.0  # score at which confidence is 0.5
+BURGLARY_RULING = 3.0  # burglary evidence that makes generic stealing count as burglary
+SLOPE = 1.1
+
+# Which acute dangers make which category an emergency; ACUTE_ANY applies to all.
+ACUTE_FOR: Mapping[str, frozenset[str]] = {
+    "fire_hazard": frozenset({"fire", "gas"}),
+    "violence": frozenset({"violence", "injured", "down"}),
+    "burglary": frozenset({"intruder", "trying"}),
+    "theft": frozenset({"breaking", "trying"}),
+    "suspicious_person": frozenset({"trying", "intruder"}),
+    "fraud": frozenset({"scam_pay"}),
+    "safety_hazard": frozenset({"trapped", "injured", "falling", "down"}),
+    "other": frozenset({"jump", "trapped", "injured", "down"}),
+}
+ACUTE_ANY = frozenset({"fire", "gas", "trapped"})
+ACUTE_STATES = frozenset({"fire", "gas", "trapped", "down"})  # ongoing when reported
+
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+_HAS_LATIN = re.compile(r"[a-z]{2}")
+_NEGATORS_ZH = ("没", "没有", "不", "未", "别", "无", "并非")
+_NEGATORS_EN = frozenset({"not", "no", "never", "without", "nothing", "nobody", "none"})
+_NEGATION_FILLERS = frozenset(
+    {"been", "be", "was", "were", "get", "got", "really", "even", "any", "one", "actually"}
+)
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    zh: Scanner
+    en: Scanner
+    normalise: Normaliser
+    category_order: tuple[str, ...]
+    rank: Mapping[str, int]
+    hotlines: Mapping[str, tuple[str, ...]]
+    primary: Mapping[str, str]
+
+
+@cache
+def _lexicon() -> _Lexicon:
+    shared = read_yaml("lexicon_shared.yaml")
+    order = tuple(str(c) for c in shared.get("category_order", CATEGORIES))
+    if sorted(order) != sorted(CATEGORIES):
+        raise LexiconError("category_order must list every category once")
+    hotlines = {str(k): tuple(str(n) for n in v) for k, v in shared["hotlines"].items()}
+    primary = {str(k): str(v) for k, v in shared["primary_hotline"].items()}
+    norm = load_normaliser()
+    zh_terms = collect_terms(read_yaml("lexicon_zh.yaml"), "lexicon_zh.yaml")
+    en_terms = collect_terms(read_yaml("lexicon_en.yaml"), "lexicon_en.yaml")
+    zh_places, en_places = place_words(location_rules())
+    zh = compile_scanner(zh_terms, False, norm, zh_places)
+    en = compile_scanner(en_terms, True, norm, en_places)
+    for name, scanner in (("zh", zh), ("en", en)):
+        unknown = categories_used(scanner) - set(CATEGORIES)
+        if unknown:
+            raise LexiconError(f"lexicon_{name}.yaml: unknown categories {sorted(unknown)}")
+    rank = {c: i for i, c in enumerate(order)}
+    return _Lexicon(zh, en, norm, order, rank, hotlines, primary)
+
+
+def normalise(text: str) -> str:
+    """The text keyword matching sees (spans are taken from the original text)."""
+    return _lexicon().normalise(text)
+
+
+@dataclass(slots=True)
+class Evidence:
+    """What the lexicons found in one message, and the scores derived from it."""
+
+    cats: dict[str, float] = field(default_factory=dict)
+    strongest: dict[str, float] = field(default_factory=dict)  # best single cue per category
+    ctx: dict[str, float] = field(default_factory=dict)
+    neg_max: dict[str, float] = field(default_factory=dict)
+    neg_sum: dict[str, float] = field(default_factory=dict)
+    acute: set[str] = field(default_factory=set)
+    now: int = 0
+    past: bool = False
+    done: bool = False
+    places_zh: set[str] = field(default_factory=set)  # place words found, as listed
+    places_en: set[str] = field(default_factory=set)
+    category: str | None = None  # strongest category (ties: category_order)
+    best: float = 0.0  # its evidence
+    base: float = 0.0  # tip score before the place / identifier bonuses
+
+    def finish(self, rank: Mapping[str, int]) -> Evidence:
+        cats = self.cats
+        if cats.get("burglary", 0.0) >= BURGLARY_RULING and "theft" in cats:
+            # Guideline §2: entering premises to steal is burglary.  With a clear premises
+            # cue (a forced door, a flat turned over) the stealing words count for it.
+            cats["burglary"] += min(max(cats["theft"], 0.0), 3.0)
+            cats["theft"] -= 3.0
+        best = 0.0
+        category: str | None = None
+        strongest = self.strongest
+        for cat, value in cats.items():
+            if value <= 0:
+                continue
+            if category is None or value > best:
+                best, category = value, cat
+            elif value == best:
+                # tie: a single strong cue beats an accumulation of hints, then the order
+                mine, theirs = strongest.get(cat, 0.0), strongest.get(category, 0.0)
+                if mine > theirs or (mine == theirs and rank[cat] < rank[category]):
+                    category = cat
+        negative = 0.0
+        for name, worst in self.neg_max.items():
+            rest = self.neg_sum[name] - worst
+            negative += max(worst + NEG_REPEAT * rest, NEG_REPEAT_CAP * worst)
+        negative = max(negative, NEG_FLOOR)
+        context = min(sum(self.ctx.values()), CTX_CAP)
+        self.category, self.best = category, best
+        if category is None:
+            self.base = -5.0 + context + negative
+        else:
+            self.base = min(best, CAT_CAP) + CTX_FACTOR * context + negative
+        return self
+
+
+def gather(norm: str) -> Evidence:
+    lex = _lexicon()
+    ev = Evidence()
+    hits_zh: list[Hit] = []
+    hits_en: list[Hit] = []
+    part = norm
+    if not norm.isascii():
+        # Chinese terms are made of non-ASCII characters: in mostly-ASCII text, scan only
+        # the non-ASCII runs (a plate's province character, a quoted Chinese word).
+        # (UTF-8 length - length ≈ 2 × the number of CJK characters.)
+        if (len(norm.encode("utf-8", "surrogatepass")) - len(norm)) * 3 < 2 * len(norm):
+            part = " " + " ".join(_NON_ASCII_RUN.findall(norm)) + " "
+        hits_zh = lex.zh.scan(part)
+    if _HAS_LATIN.search(norm):
+        hits_en = lex.en.scan(norm)
+    for _, _, info in hits_zh + hits_en:
+        if info.cats:
+            break
+    else:
+        return ev  # no category evidence: never a tip, context is irrelevant
+    if hits_zh:
+        _collect(ev, hits_zh, part, False)
+    if hits_en:
+        _collect(ev, hits_en, norm, True)
+    return ev.finish(lex.rank)
+
+
+def _negated(norm: str, start: int, latin: bool) -> bool:
+    """Is the term at ``start`` right after a negation (没被偷, wasn't stolen)?"""
+    if start <= 0:
+        return False
+    if not latin:
+        return norm[max(0, start - 2) : start].endswith(_NEGATORS_ZH)
+    window = norm[max(0, start - 24) : start]
+    if "no" not in window and "n't" not in window and "without" not in window:
+        return False  # the usual case, decided without splitting
+    words = window.split()
+    if not words:
+        return False
+    last = words[-1]
+    if last in _NEGATORS_EN or last.endswith("n't"):
+        return True
+    if len(words) >= 2 and last in _NEGATION_FILLERS:
+        before = words[-2]
+        return before in _NEGATORS_EN or before.endswith("n't")
+    return False
+
+
+def _collect(ev: Evidence, hits: list[Hit], norm: str, latin: bool) -> None:
+    """Add the features of ``hits`` to ``ev`` (hot path: kept flat on purpose)."""
+    cats, strongest, ctx = ev.cats, ev.strongest, ev.ctx
+    neg_max, neg_sum = ev.neg_max, ev.neg_sum
+    places = ev.places_en if latin else ev.places_zh
+    now, past, done = ev.now, ev.past, ev.done
+    for start, _term, info in hits:
+        if info.places:
+            places.update(info.places)
+        if info.negatable and not _negated(norm, start, latin):
+            for name, w in info.cats:
+                cats[name] = cats.get(name, 0.0) + w
+                if w > strongest.get(name, 0.0):
+                    strongest[name] = w
+            if info.acute:
+                ev.acute.update(info.acute)
+        if info.ctx:
+            for name, w in info.ctx:
+                if w > ctx.get(name, 0.0):
+                    ctx[name] = w
+        if info.neg:
+            for name, w in info.neg:
+                if w < neg_max.get(name, 0.0):
+                    neg_max[name] = w
+                neg_sum[name] = neg_sum.get(name, 0.0) + w
+        if info.now > now:
+            now = info.now
+        past = past or info.past
+        done = done or info.done
+    ev.now, ev.past, ev.done = now, past, done
+
+
+def locate(text: str) -> str | None:
+    """The most specific place named in ``text``, tip or not (see the package)."""
+    lex = _lexicon()
+    norm = normalise(text)
+    zh: set[str] = set()
+    en: set[str] = set()
+    if not norm.isascii():
+        zh.update(p for _, _, info in lex.zh.scan(norm) for p in info.places)
+    if _HAS_LATIN.search(norm):
+        en.update(p for _, _, info in lex.en.scan(norm) for p in info.places)
+    idents = find_identifiers(text)
+    return best_location(text, [(a, b) for a, b, _ in idents], list(zh), list(en))
+
+
+def explain(text: str) -> list[str]:
+    """The lexicon terms (and patterns) found in ``text``: for debugging lexicons."""
+    lex = _lexicon()
+    norm = normalise(text[:MAX_CHARS])
+    return [term for _, term, _ in lex.zh.scan(norm) + lex.en.scan(norm)]
+
+
+def score(ev: Evidence, has_location: bool, has_identifier: bool) -> float:
+    """Tip score: evidence, context and negative context, plus the bonuses."""
+    if ev.category is None:
+        return ev.base
+    return ev.base + LOCATION_BONUS * has_location + IDENTIFIER_BONUS * has_identifier
+
+
+def confidence(s: float) -> float:
+    return 1.0 / (1.0 + math.exp(-SLOPE * (s - THRESHOLD)))
+
+
+def is_emergency(ev: Evidence, category: str) -> bool:
+    """Guideline §3: acute danger fitting the category, explicitly happening now.
+
+    Fire, gas, someone trapped or a person down are states: reported without any sign
+    of the past ("there's a strong smell of gas") they are happening now.  Other dangers
+    need a marker (现在, right now, still …) or an urgent call with no past marker.
+    """
+    acute = ev.acute & (ACUTE_FOR.get(category, frozenset()) | ACUTE_ANY)
+    if not acute or ev.done:
+        return False
+    if ev.now >= 2:
+        return True
+    if ev.past:
+        return False
+    return ev.now == 1 or bool(acute & ACUTE_STATES)
+
+
+def hotlines_for(ev: Evidence, category: str) -> tuple[Hotline, ...]:
+    """Numbers to call, most relevant first: the category's own service, then others."""
+    return _hotlines(category, frozenset(ev.acute))
+
+
+@cache
+def _hotlines(category: str, acute: frozenset[str]) -> tuple[Hotline, ...]:
+    lex = _lexicon()
+    relevant = acute & (ACUTE_FOR.get(category, frozenset()) | ACUTE_ANY | {"injured", "down"})
+    numbers: list[str] = []
+    for kind in sorted(relevant):
+        numbers.extend(lex.hotlines.get(kind, ()))
+    primary = lex.primary.get(category, "110")
+    if primary in numbers or not any(n in ("110", "119") for n in numbers):
+        numbers.insert(0, primary)
+    numbers.sort(key=lambda n: (n != primary, n == "120"))
+    return cast(tuple[Hotline, ...], tuple(dict.fromkeys(numbers)))
+
+
+NOT_A_TIP = TipAnalysis(
+    is_tip=False, category=None, emergency=False, location=None, identifiers=(), confidence=0.0
+)
+
+
+def analyse(text: str, lang: str | None = None) -> TipAnalysis:
+    """Analyse one message; never raises on any text.
+
+    ``lang`` ("zh"/"en") is accepted as a hint but not needed: both lexicons run on every
+    message that has characters of their script, so mixed text works without it.
+    """
+    if not isinstance(text, str) or not text or text.isspace():
+        return NOT_A_TIP
+    _lexicon()  # a broken installation (lexicon files) must surface, not be hidden below
+    location_rules()
+    identifier_rules()
+    try:
+        return _analyse(text[:MAX_CHARS])
+    except Exception:  # pragma: no cover - defensive: never fail on odd input
+        return NOT_A_TIP
+
+
+@cache
+def _not_a_tip(conf: float) -> TipAnalysis:
+    """Non-tip results are immutable and differ only in confidence: build each once."""
+    return TipAnalysis(False, None, False, None, (), conf)
+
+
+def _analyse(text: str) -> TipAnalysis:
+    ev = gather(normalise(text))
+    category = ev.category
+    if category is None:
+        return NOT_A_TIP  # no category evidence at all
+    if ev.base + LOCATION_BONUS + IDENTIFIER_BONUS < THRESHOLD:
+        # not a tip whatever place or number it names: skip the span work
+        return _not_a_tip(round(confidence(ev.base), 3))
+    idents = find_identifiers(text)
+    location = best_location(
+        text, [(a, b) for a, b, _ in idents], list(ev.places_zh), list(ev.places_en)
+    )
+    conf = round(confidence(score(ev, location is not None, bool(idents))), 3)
+    if conf < 0.5:
+        return _not_a_tip(conf)
+    emergency = is_emergency(ev, category)
+    return TipAnalysis(
+        is_tip=True,
+        category=category,
+        emergency=emergency,
+        location=location,
+        identifiers=tuple(s for _, _, s in idents),
+        confidence=conf,
+        hotlines=hotlines_for(ev, category) if emergency else (),
+    )
