@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from nacl.signing import SigningKey
-from signedjson.key import decode_verify_key_bytes
+from signedjson.key import decode_signing_key_base64, decode_verify_key_bytes
 from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_json
 from unpaddedbase64 import decode_base64, encode_base64
 
@@ -71,9 +71,7 @@ def public_b64(key: SigningKey) -> str:
 
 def sign(obj: Mapping[str, Any], user_id: str, key: SigningKey) -> dict[str, Any]:
     """``obj`` with an ed25519 signature by ``key`` (key id = its public key) added."""
-    signing = key
-    signing.alg = "ed25519"  # type: ignore[attr-defined]
-    signing.version = public_b64(key)  # type: ignore[attr-defined]
+    signing = decode_signing_key_base64("ed25519", public_b64(key), encode_base64(bytes(key)))
     unsigned = {k: v for k, v in obj.items() if k != "unsigned"}
     return sign_json(unsigned, user_id, signing)
 
