@@ -29,12 +29,15 @@ from bot.features import (
     onboarding,
     retention,
     rooms,
+    trust,
 )
 from bot.features.context import Deps
 from bot.features.ports import RuntimeInfo
 from bot.features.registry import FeatureHook, Features
+from bot.features.trust import PinnedTrust
 from bot.matrix.gateway import MatrixGateway
 from bot.pipeline import EventPipeline, make_deps
+from bot.store import e2ee as e2ee_store
 from bot.store import intake as intake_store
 from bot.store import kv, session
 from bot.store.clock import now_ms
@@ -58,6 +61,7 @@ def build_features() -> Features:
     cases.register(features)
     notices.register(features)  # first in line for messages: sightings are not tips
     digests.register(features)
+    trust.register(features)
     return features
 
 
@@ -71,6 +75,7 @@ class App:
         self._worker: OutboxWorker | None = None
         self._reconcile_wake = asyncio.Event()
         self._timed_lock = asyncio.Lock()
+        self._key_requested: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -107,7 +112,12 @@ class App:
             timeline_limit=cfg.sync.timeline_limit,
             sync_timeout_ms=cfg.sync.timeout_ms,
             backoff_max_s=cfg.sync.backoff_max_s,
+            cross_signing_keys=cfg.e2ee.keys_file,
+            cross_sign=cfg.e2ee.cross_sign,
         )
+        gateway.writer.encrypt_new_dms = cfg.rooms.encrypted
+        if cfg.e2ee.trust != "all":
+            gateway.writer.trust = PinnedTrust(self.transaction, cfg.e2ee.trust)
         try:
             async with db.transaction() as conn:
                 saved = await session.load(conn)
@@ -160,6 +170,7 @@ class App:
 
         async for batch in gateway.batches(since, relogin=relogin):
             await self._process(batch, pipeline)
+            await self._retry_unreadable(gateway, pipeline)
             self.runtime.last_sync_at = time.time()
             if not self.ready.is_set():
                 self.ready.set()
@@ -177,6 +188,24 @@ class App:
             self._reconcile_wake.set()
         if handled:
             log.debug("batch: %d events, %d handled", len(batch.events), handled)
+
+    async def _retry_unreadable(self, gateway: MatrixGateway, pipeline: EventPipeline) -> None:
+        """Events kept because their keys had not arrived: readable now? Then handle them."""
+        async with self.db.transaction() as conn:
+            waiting = await e2ee_store.waiting(conn)
+        readable = []
+        for room_id, event_id, raw in waiting:
+            event = gateway.try_decrypt(room_id, raw)
+            if event is not None:
+                readable.append(event)
+            elif event_id not in self._key_requested:
+                self._key_requested.add(event_id)
+                await gateway.request_key(room_id, raw)
+        if readable:
+            handled = await pipeline.handle_batch(readable)
+            log.info("%d late-decrypted event(s) handled", handled)
+            assert self._worker is not None
+            self._worker.wake()
 
     async def _maintain_rooms(self, gateway: MatrixGateway) -> None:
         """Officers' rooms and reconciliation at startup; then rooms someone changed."""
@@ -240,6 +269,7 @@ class App:
                     await digests.run_due(deps)
                     await digests.nudge(deps)
                     await retention.nightly(deps)
+                    await trust.give_up_unreadable(deps)
                     await intake_store.prune(deps.conn, deps.now_ms)
             except Exception:  # retried at the next wake-up, never fatal
                 log.exception("timed work failed")

@@ -19,6 +19,7 @@ from bot.config import Config, ConfigError, load_config, render_effective_config
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
 EXIT_LOGIN = 4
+EXIT_CRYPTO = 5
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export(config, args)
     if args.command == "retention":
         return _retention(config, args.dry_run)
+    if args.command == "crypto":
+        return _crypto(config, args.action)
     return _run(config)
 
 
@@ -142,6 +145,20 @@ def _export(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _crypto(config: Config, action: str) -> int:
+    from bot.crypto_admin import crypto_command
+    from bot.matrix.e2ee import CryptoStoreMissing, IdentityConflict
+
+    if _database_path(config) is None:
+        return EXIT_DATABASE
+    try:
+        print(asyncio.run(crypto_command(config, action, f"cli:{getpass.getuser()}")))
+    except (CryptoStoreMissing, IdentityConflict) as err:
+        print(f"neighborwatch: {err}", file=sys.stderr)
+        return EXIT_CRYPTO
+    return 0
+
+
 def _retention(config: Config, dry_run: bool) -> int:
     from bot.features.retention import anonymise
     from bot.pipeline import make_deps
@@ -206,6 +223,7 @@ def classify(source: TextIO, sink: TextIO, errors: TextIO) -> int:
 
 def _run(config: Config) -> int:
     from bot.app import run_until_signalled
+    from bot.matrix.e2ee import CryptoStoreMissing, IdentityConflict
     from bot.matrix.gateway import LoginFailed
     from bot.store.migrations import SchemaTooNewError
 
@@ -215,6 +233,7 @@ def _run(config: Config) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("nio").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         asyncio.run(run_until_signalled(config))
     except SchemaTooNewError as err:
@@ -223,6 +242,9 @@ def _run(config: Config) -> int:
     except LoginFailed as err:
         print(f"neighborwatch: cannot start: {err}", file=sys.stderr)
         return EXIT_LOGIN
+    except (CryptoStoreMissing, IdentityConflict) as err:
+        print(f"neighborwatch: cannot start: {err}", file=sys.stderr)
+        return EXIT_CRYPTO
     return 0
 
 

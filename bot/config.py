@@ -246,6 +246,31 @@ class NoticesConfig(_Section):
         return value
 
 
+class E2eeConfig(_Section):
+    trust: Literal["cross-signed", "tofu", "all"] = Field(
+        default="cross-signed",
+        description="which devices get room keys: cross-signed by their owner, all devices of "
+        "the identity first seen (tofu), or all",
+    )
+    keys_file: Path | None = Field(
+        default=None, description="the bot's cross-signing keys (default: in the data directory)"
+    )
+    cross_sign: bool = Field(
+        default=True, description="cross-sign the bot's device (only switch off to diagnose)"
+    )
+    undecryptable_timeout: str = Field(
+        default="10m",
+        description="after this, the sender of an unreadable message is asked to send it again",
+    )
+
+    @field_validator("undecryptable_timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if parse_duration_ms(value) is None:
+            raise ValueError("not a duration; write it like 30m, 2h")
+        return value
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -267,6 +292,7 @@ class Config(_Section):
     digests: DigestsConfig = DigestsConfig()
     retention: RetentionConfig = RetentionConfig()
     timers: TimersConfig = TimersConfig()
+    e2ee: E2eeConfig = E2eeConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @field_validator("command_prefix")

@@ -193,7 +193,14 @@ class OutboxWorker:
     async def _failed(
         self, row: outbox.OutboxRow, result: SendResult
     ) -> Literal["parked", "retry"]:
-        log.warning("outbox row %d (%s in %s) failed: %s", row.id, row.kind, row.lane, result.error)
+        log.log(
+            logging.DEBUG if result.waiting else logging.WARNING,
+            "outbox row %d (%s in %s) not sent: %s",
+            row.id,
+            row.kind,
+            row.lane,
+            result.error,
+        )
         if result.unreachable:
             self._connectivity.mark_down(result.error or "no answer")
         if not result.permanent:

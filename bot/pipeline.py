@@ -25,7 +25,7 @@ from bot.features.context import CommandContext, Deps, EventContext
 from bot.features.ports import RuntimeInfo
 from bot.features.registry import Features
 from bot.features.scope import Refused
-from bot.store import direct, inbox, kv, org
+from bot.store import direct, e2ee, inbox, kv, org
 from bot.store.adapters import OutboxMessenger, OutboxRoomActions, SqlAuditLog, TxStatusProbe
 from bot.store.clock import now_ms
 from bot.store.db import Connection, Database
@@ -111,6 +111,19 @@ class EventPipeline:
     async def _handle_one(self, conn: Connection, event: RoomEvent) -> bool:
         if await inbox.is_processed(conn, event.event_id):
             return False
+        if event.type == "m.room.encrypted":
+            # Not readable yet (its key has not arrived): kept, and handled — through this
+            # same path, exactly once — when it can be decrypted. Not marked processed.
+            await e2ee.keep(
+                conn,
+                event.event_id,
+                event.room_id,
+                event.sender,
+                dict(event.raw or {}),
+                self._clock(),
+            )
+            return False
+        await e2ee.resolved(conn, event.event_id)
         await conn.execute("SAVEPOINT event")
         try:
             outcome = await self._dispatch(conn, event)

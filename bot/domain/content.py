@@ -45,6 +45,7 @@ def notice_content(
 def image_content(
     url: str,
     *,
+    file: Any = None,
     filename: str,
     mimetype: str,
     size: int,
@@ -53,12 +54,16 @@ def image_content(
     caption: str,
     tag: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An ``m.image`` whose ``body`` is a caption (shown by clients that cannot show images)."""
+    """An ``m.image`` whose ``body`` is a caption (shown by clients that cannot show images).
+
+    ``url`` and ``file`` (encrypted media) may both be given; the sender keeps the one
+    that fits the room."""
     return {
         "msgtype": "m.image",
         "body": caption,
         "filename": filename,
         "url": url,
+        "file": file,
         "info": {"mimetype": mimetype, "size": size, "w": width, "h": height},
         "m.mentions": {},
         BOT_NAMESPACE: dict(tag or {}),

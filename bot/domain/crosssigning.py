@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from nacl.signing import SigningKey
 from signedjson.key import decode_signing_key_base64, decode_verify_key_bytes
@@ -21,6 +21,32 @@ from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_j
 from unpaddedbase64 import decode_base64, encode_base64
 
 TrustPolicy = Literal["cross-signed", "tofu", "all"]
+
+
+@dataclass(frozen=True)
+class UserKeys:
+    """What ``/keys/query`` says of one user."""
+
+    user_id: str
+    master: Mapping[str, Any] | None
+    self_signing: Mapping[str, Any] | None
+    devices: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def master_key(self) -> str | None:
+        return key_of(self.master)
+
+
+class DeviceTrust(Protocol):
+    """Decides whose devices get room keys (implemented with the pinned identities)."""
+
+    async def allowed_devices(self, keys: UserKeys) -> set[str]:
+        """Which of the user's devices may receive room keys."""
+
+    async def generation(self) -> int:
+        """Changes whenever a decision may have changed (an officer trusted someone)."""
+
+
 USAGES = ("master", "self_signing", "user_signing")
 
 
@@ -37,8 +63,11 @@ class CrossSigningKeys:
         return cls(SigningKey.generate(), SigningKey.generate(), SigningKey.generate())
 
     def key(self, usage: str) -> SigningKey:
-        return {"master": self.master, "self_signing": self.self_signing,
-                "user_signing": self.user_signing}[usage]
+        return {
+            "master": self.master,
+            "self_signing": self.self_signing,
+            "user_signing": self.user_signing,
+        }[usage]
 
     def public(self, usage: str) -> str:
         return public_b64(self.key(usage))
@@ -57,8 +86,11 @@ class CrossSigningKeys:
         out: dict[str, dict[str, Any]] = {}
         for usage in USAGES:
             public = self.public(usage)
-            obj: dict[str, Any] = {"user_id": user_id, "usage": [usage],
-                                   "keys": {f"ed25519:{public}": public}}
+            obj: dict[str, Any] = {
+                "user_id": user_id,
+                "usage": [usage],
+                "keys": {f"ed25519:{public}": public},
+            }
             if usage != "master":
                 obj = sign(obj, user_id, self.master)
             out[usage] = obj
@@ -96,8 +128,9 @@ def _verify(obj: Mapping[str, Any], user_id: str, public: str) -> bool:
     return True
 
 
-def self_signing_valid(user_id: str, master: Mapping[str, Any] | None,
-                       self_signing: Mapping[str, Any] | None) -> bool:
+def self_signing_valid(
+    user_id: str, master: Mapping[str, Any] | None, self_signing: Mapping[str, Any] | None
+) -> bool:
     """The self-signing key is the user's and is signed by their master key."""
     master_key, ssk_key = key_of(master), key_of(self_signing)
     if master_key is None or ssk_key is None or self_signing is None or master is None:
@@ -105,14 +138,19 @@ def self_signing_valid(user_id: str, master: Mapping[str, Any] | None,
     if master.get("user_id") != user_id or self_signing.get("user_id") != user_id:
         return False
     usage = self_signing.get("usage")
-    return isinstance(usage, list) and "self_signing" in usage and _verify(
-        self_signing, user_id, master_key
+    return (
+        isinstance(usage, list)
+        and "self_signing" in usage
+        and _verify(self_signing, user_id, master_key)
     )
 
 
-def device_cross_signed(user_id: str, master: Mapping[str, Any] | None,
-                        self_signing: Mapping[str, Any] | None,
-                        device: Mapping[str, Any] | None) -> bool:
+def device_cross_signed(
+    user_id: str,
+    master: Mapping[str, Any] | None,
+    self_signing: Mapping[str, Any] | None,
+    device: Mapping[str, Any] | None,
+) -> bool:
     """The device ← self-signing ← master chain of ``user_id`` holds."""
     if device is None or device.get("user_id") != user_id:
         return False

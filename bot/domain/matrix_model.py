@@ -32,6 +32,7 @@ class RoomEvent:
     origin_server_ts: int
     state_key: str | None = None
     unsigned: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] | None = None  # the event as received (kept for encrypted events)
 
     @property
     def is_state(self) -> bool:
@@ -106,6 +107,7 @@ class SendResult:
     error: str | None = None
     permanent: bool = False
     unreachable: bool = False  # no answer, or a gateway error (502/503/504): the server is down
+    waiting: bool = False  # not an error: the room is not ready for it yet (retried quietly)
 
     @property
     def ok(self) -> bool:

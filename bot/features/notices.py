@@ -121,11 +121,13 @@ async def post_notice(
     """Queue photo + card for every room (one re-hosted, metadata-free copy of the photo)."""
     rehost = None
     if photo is not None:
+        plain = any(not room.encrypted for room in rooms)
+        secret = any(room.encrypted for room in rooms)
         rehost = await outbox.enqueue(
             deps.conn,
             None,
             None,
-            photo,
+            {**photo, "plain": plain, "encrypted": secret},
             kind="rehost",
             lane=f"media:{notice.number}",
             on_done="notice.photo",
@@ -147,6 +149,7 @@ async def post_notice(
                         "notices.photo_caption", room.language, number=notice.number
                     ).body,
                     "url": outbox.ref(rehost, "url"),
+                    "file": outbox.ref(rehost, "file"),
                     "info": {
                         "mimetype": outbox.ref(rehost, "mimetype"),
                         "w": outbox.ref(rehost, "w"),

@@ -114,6 +114,8 @@ class StatusReport:
     outbox_failed: int
     last_sync_age_s: float | None
     homeserver: str
+    unreadable_waiting: int = 0
+    unreadable_given_up: int = 0
 
 
 class StatusProbe(Protocol):

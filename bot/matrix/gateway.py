@@ -15,7 +15,11 @@ from typing import Any
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    EncryptionError,
+    Event,
+    LocalProtocolError,
     LoginError,
+    MegolmEvent,
     MessageDirection,
     RoomMessagesError,
     SyncError,
@@ -26,6 +30,7 @@ from nio import (
 from bot.connectivity import Connectivity
 from bot.domain.backoff import Backoff
 from bot.domain.matrix_model import Action, BotSession, Invite, RoomEvent, SendResult, SyncBatch
+from bot.matrix.e2ee import CrossSigning, CryptoStoreMissing, query_keys, store_file
 from bot.matrix.http import NETWORK_ERRORS, RawApi
 from bot.matrix.writes import MatrixWriter
 
@@ -70,9 +75,14 @@ class MatrixGateway:
         backoff_max_s: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         connectivity: Connectivity | None = None,
+        cross_signing_keys: Path | None = None,
+        cross_sign: bool = True,
     ) -> None:
         store_path.mkdir(parents=True, exist_ok=True)
         self.connectivity = connectivity or Connectivity()
+        self.store_path = store_path
+        self._cross_sign = cross_sign
+        self.session: BotSession | None = None
         self.user_id = user_id
         self.homeserver = homeserver
         self._device_name = device_name
@@ -83,13 +93,16 @@ class MatrixGateway:
             config=AsyncClientConfig(
                 max_limit_exceeded=0,
                 max_timeouts=0,
-                encryption_enabled=False,
+                encryption_enabled=True,
                 store_sync_tokens=False,
                 request_timeout=60,
             ),
         )
         self._raw = RawApi(homeserver, lambda: self._client.access_token)
         self.writer = MatrixWriter(self._client, self._raw, user_id)
+        self.cross_signing = CrossSigning(
+            self._raw, user_id, cross_signing_keys or store_path / "cross-signing-keys.json"
+        )
         self._filter = sync_filter(timeline_limit)
         self._sync_timeout_ms = sync_timeout_ms
         self._backoff_max_s = backoff_max_s
@@ -103,8 +116,13 @@ class MatrixGateway:
         saved: BotSession | None,
         password: str,
         on_new_session: Callable[[BotSession], Awaitable[None]],
+        *,
+        cross_sign: bool | None = None,
     ) -> BotSession:
-        """Restore ``saved`` (same device id) or log in once; retries while the server is down."""
+        """Restore ``saved`` (same device id) or log in once; retries while the server is down.
+
+        Then proves the crypto store is this device's and (unless ``cross_sign`` is False)
+        makes sure the device is cross-signed."""
         backoff = Backoff(cap=self._backoff_max_s)
         while True:
             try:
@@ -121,10 +139,50 @@ class MatrixGateway:
                 continue
             if session != saved:
                 await on_new_session(session)
+            self.session = session
+            await self._prepare_crypto(
+                session, password, self._cross_sign if cross_sign is None else cross_sign
+            )
             return session
+
+    async def _prepare_crypto(self, session: BotSession, password: str, cross_sign: bool) -> None:
+        """Keys uploaded, the store proven to be this device's, cross-signing in place."""
+        backoff = Backoff(cap=self._backoff_max_s)
+        while True:
+            try:
+                if self._client.should_upload_keys:
+                    await self._client.keys_upload()
+                own = (await query_keys(self._raw, [session.user_id]))[session.user_id]
+                device = own.devices.get(session.device_id)
+                assert self._client.olm is not None
+                ours = self._client.olm.account.identity_keys["ed25519"]
+                theirs = ((device or {}).get("keys") or {}).get(f"ed25519:{session.device_id}")
+                if theirs is not None and theirs != ours:
+                    raise CryptoStoreMissing(
+                        f"the crypto store in {self.store_path} does not belong to device "
+                        f"{session.device_id} (its key {ours[:8]}… is not the server's "
+                        f"{theirs[:8]}…). Restore the data directory from a backup; "
+                        "a new identity is never created silently."
+                    )
+                if cross_sign:
+                    done = await self.cross_signing.bootstrap(session.device_id, password)
+                    log.info("cross-signing: %s", done)
+                return
+            except NETWORK_ERRORS as err:
+                delay = backoff.next_delay()
+                log.warning("preparing encryption failed (%s); retrying in %.0f s", err, delay)
+                await self._sleep(delay)
 
     async def _connect_once(self, saved: BotSession | None, password: str) -> BotSession:
         if saved is not None and saved.user_id == self.user_id:
+            store = store_file(self.store_path, saved.user_id, saved.device_id)
+            if not store.exists():
+                raise CryptoStoreMissing(
+                    f"the bot's device {saved.device_id} has no crypto store ({store} is "
+                    "missing): its encryption keys are gone. Restore the data directory from a "
+                    "backup. A new identity is never created silently; to start over on "
+                    "purpose, remove the whole data directory and log in again."
+                )
             self._client.restore_login(saved.user_id, saved.device_id, saved.access_token)
             whoami = await self._client.whoami()
             if not isinstance(whoami, WhoamiError):
@@ -175,6 +233,8 @@ class MatrixGateway:
                         await relogin()
                     raise OSError(_describe_error(resp))
                 assert isinstance(resp, SyncResponse)
+                if resp.device_list.changed:
+                    self.writer.devices_changed(list(resp.device_list.changed))
                 batch = await self._to_batch(resp, token)
             except (*NETWORK_ERRORS, GapFillFailed) as err:
                 self.requests_failed += 1
@@ -187,8 +247,49 @@ class MatrixGateway:
                 continue
             backoff.reset()
             self.connectivity.mark_up()
+            await self._maintain_keys()
             yield batch
             token = batch.next_batch
+
+    async def _maintain_keys(self) -> None:
+        """What nio's ``sync_forever`` would do: to-device messages out, keys up, query, claim."""
+        client = self._client
+        try:
+            await client.send_to_device_messages()
+            if client.should_upload_keys:
+                await client.keys_upload()
+            if client.should_query_keys:
+                await client.keys_query()
+            if client.should_claim_keys:
+                await client.keys_claim(client.get_users_for_key_claiming())
+        except NETWORK_ERRORS as err:
+            log.warning("key maintenance failed (%s); retried after the next sync", err)
+
+    def try_decrypt(self, room_id: str, raw: dict[str, Any]) -> RoomEvent | None:
+        """An event kept because it could not be read: readable now (its key arrived)?"""
+        event = Event.parse_event(dict(raw))
+        if not isinstance(event, MegolmEvent) or self._client.olm is None:
+            return None
+        event.room_id = room_id
+        try:
+            decrypted = self._client.decrypt_event(event)
+        except EncryptionError:
+            return None
+        source = getattr(decrypted, "source", None)
+        if not isinstance(source, dict) or source.get("type") == "m.room.encrypted":
+            return None
+        return _convert(room_id, source)
+
+    async def request_key(self, room_id: str, raw: dict[str, Any]) -> None:
+        """Ask the sender's devices to share the key of an unreadable event (best effort)."""
+        event = Event.parse_event(dict(raw))
+        if not isinstance(event, MegolmEvent) or self._client.olm is None:
+            return
+        event.room_id = room_id
+        try:
+            await self._client.request_room_key(event)
+        except (LocalProtocolError, *NETWORK_ERRORS) as err:
+            log.debug("room key request for %s not sent: %s", raw.get("event_id"), err)
 
     async def relogin(self, password: str) -> BotSession:
         """Log in again with the same device id (the access token was revoked)."""
@@ -311,6 +412,7 @@ def _convert(room_id: str, ev: dict[str, Any]) -> RoomEvent | None:
         origin_server_ts=ts if isinstance(ts, int) else 0,
         state_key=state_key if isinstance(state_key, str) else None,
         unsigned=unsigned if isinstance(unsigned, dict) else {},
+        raw=ev if etype == "m.room.encrypted" else None,
     )
 
 

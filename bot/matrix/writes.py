@@ -14,12 +14,20 @@ import json
 import logging
 from typing import Any
 
-from nio import AsyncClient, RoomSendResponse, UploadResponse
+from nio import (
+    AsyncClient,
+    LocalProtocolError,
+    OlmUnverifiedDeviceError,
+    RoomSendResponse,
+    UploadResponse,
+)
 from nio.crypto.attachments import decrypt_attachment
 from nio.exceptions import EncryptionError
 
+from bot.domain.crosssigning import DeviceTrust
 from bot.domain.matrix_model import Action, SendResult
 from bot.domain.media import NotAnImage, strip_metadata
+from bot.matrix.e2ee import apply_trust
 from bot.matrix.http import NETWORK_ERRORS, HttpReply, RawApi, path
 
 log = logging.getLogger(__name__)
@@ -34,6 +42,28 @@ class MatrixWriter:
         self._raw = raw
         self.user_id = user_id
         self.server_name = user_id.split(":", 1)[1]
+        self.trust: DeviceTrust | None = None  # None: share room keys with every device
+        self.encrypt_new_dms = False
+        self._trust_seen: dict[str, tuple[int, int]] = {}
+        self._device_changes: dict[str, int] = {}  # user → when their devices last changed
+        self._device_change_counter = 0
+
+    def devices_changed(self, users: list[str]) -> None:
+        """From /sync's ``device_lists.changed``: decide again before sharing with them."""
+        for user in users:
+            self._device_change_counter += 1
+            self._device_changes[user] = self._device_change_counter
+
+    def _only_invited(self, room_id: str) -> bool:
+        """Nobody but the bot has joined (yet): whoever joins later could not read it."""
+        room = self._client.rooms.get(room_id)
+        if room is None:
+            return False
+        return not [u for u in room.users if u != self.user_id and u not in room.invited_users]
+
+    def _encrypted(self, room_id: str | None) -> bool:
+        room = self._client.rooms.get(room_id or "")
+        return bool(room is not None and room.encrypted)
 
     async def perform(self, action: Action, txn_id: str) -> SendResult:
         handler = getattr(self, f"_{action.kind}", None)
@@ -43,11 +73,20 @@ class MatrixWriter:
         return result
 
     async def create_dm(self, user_id: str) -> SendResult:
-        reply = await self._raw.call(
-            "POST",
-            path("createRoom"),
-            {"preset": "trusted_private_chat", "is_direct": True, "invite": [user_id]},
-        )
+        body: dict[str, Any] = {
+            "preset": "trusted_private_chat",
+            "is_direct": True,
+            "invite": [user_id],
+        }
+        if self.encrypt_new_dms:
+            body["initial_state"] = [
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            ]
+        reply = await self._raw.call("POST", path("createRoom"), body)
         return reply.as_result(str(reply.body.get("room_id")) if reply.ok else None)
 
     async def room_state(self, room_id: str) -> list[dict[str, Any]] | None:
@@ -70,19 +109,67 @@ class MatrixWriter:
 
     async def _message(self, action: Action, txn_id: str) -> SendResult:
         assert action.room_id is not None
-        try:
-            resp = await self._client.room_send(
-                action.room_id,
-                action.event_type or "m.room.message",
-                dict(action.content),
-                tx_id=txn_id,
-                ignore_unverified_devices=True,
+        room_id = action.room_id
+        if self._client.olm is not None and room_id not in self._client.rooms:
+            # Not seen in a sync yet (just created or joined): it will be in a moment.
+            return SendResult(error=f"{room_id} is not synced yet", waiting=True)
+        encrypted = self._encrypted(room_id)
+        if encrypted and self._only_invited(room_id):
+            # Room keys go to members; someone who joins later (a direct chat the bot just
+            # opened, an officers' room) could never read it. Wait until someone has joined.
+            return SendResult(error=f"waiting for someone to join {room_id}", waiting=True)
+        content = media_for_room(dict(action.content), encrypted=encrypted)
+        checked = self.trust is None or not encrypted
+        if not checked and self.trust is not None:
+            generation = await self.trust.generation()
+            room = self._client.rooms.get(room_id)
+            changed = (
+                max((self._device_changes.get(u, 0) for u in room.users), default=0)
+                if room is not None
+                else 0
             )
-        except NETWORK_ERRORS as err:
-            return SendResult(error=f"network: {err or type(err).__name__}", unreachable=True)
-        if isinstance(resp, RoomSendResponse):
-            return SendResult(value=resp.event_id)
-        return _nio_error(resp)
+            seen_generation, seen_change = self._trust_seen.get(room_id, (-1, -1))
+            if seen_generation != generation or changed > seen_change:
+                # Someone was (re)trusted, or a member's devices or identity changed, since
+                # this room's key was shared: decide again, and start a new key if a
+                # decision flipped (let back in, or shut out).
+                if await self._apply_trust(room_id):
+                    self._client.invalidate_outbound_session(room_id)
+                self._trust_seen[room_id] = (generation, self._device_change_counter)
+                checked = True
+        for _attempt in range(2):
+            try:
+                if (
+                    not checked
+                    and self._client.olm is not None
+                    and self._client.olm.should_share_group_session(room_id)
+                ):
+                    await self._apply_trust(room_id)
+                    checked = True
+                resp = await self._client.room_send(
+                    room_id,
+                    action.event_type or "m.room.message",
+                    content,
+                    tx_id=txn_id,
+                    ignore_unverified_devices=self.trust is None,
+                )
+            except OlmUnverifiedDeviceError:
+                # A device appeared since the last check: decide about it, then retry.
+                await self._apply_trust(room_id)
+                checked = True
+                continue
+            except LocalProtocolError as err:
+                return SendResult(error=f"not ready to send to {room_id}: {err}")
+            except NETWORK_ERRORS as err:
+                return SendResult(error=f"network: {err or type(err).__name__}", unreachable=True)
+            if isinstance(resp, RoomSendResponse):
+                return SendResult(value=resp.event_id)
+            return _nio_error(resp)
+        return SendResult(error=f"devices in {room_id} keep changing; retrying")
+
+    async def _apply_trust(self, room_id: str) -> bool:
+        assert self.trust is not None
+        return await apply_trust(self._client, self._raw, room_id, self.trust)
 
     async def _state(self, action: Action, txn_id: str) -> SendResult:
         assert action.room_id is not None and action.event_type is not None
@@ -130,19 +217,39 @@ class MatrixWriter:
         return reply.as_result(action.room_id)
 
     async def _upload(self, action: Action, txn_id: str) -> SendResult:
+        """Upload a file; encrypted (with its decryption info) when the room is encrypted.
+
+        The result is JSON ``{"url": mxc or null, "file": encrypted-file object or null}``;
+        the message that shows it refers to both, and ``media_for_room`` keeps the right one.
+        """
         data = action.media or b""
+        encrypt = bool(action.content.get("encrypt", self._encrypted(action.room_id)))
+        mimetype = str(action.content.get("mimetype", "application/octet-stream"))
+        uploaded = await self._upload_bytes(
+            data, mimetype, str(action.content.get("filename", "file")), encrypt=encrypt
+        )
+        if isinstance(uploaded, SendResult):
+            return uploaded
+        return SendResult(value=json.dumps(uploaded))
+
+    async def _upload_bytes(
+        self, data: bytes, mimetype: str, filename: str, *, encrypt: bool
+    ) -> dict[str, Any] | SendResult:
         try:
-            resp, _keys = await self._client.upload(
+            resp, keys = await self._client.upload(
                 lambda *_: io.BytesIO(data),
-                content_type=str(action.content.get("mimetype", "application/octet-stream")),
-                filename=str(action.content.get("filename", "file")),
+                content_type="application/octet-stream" if encrypt else mimetype,
+                filename=filename,
                 filesize=len(data),
+                encrypt=encrypt,
             )
         except NETWORK_ERRORS as err:
             return SendResult(error=f"network: {err or type(err).__name__}", unreachable=True)
-        if isinstance(resp, UploadResponse):
-            return SendResult(value=resp.content_uri)
-        return _nio_error(resp)
+        if not isinstance(resp, UploadResponse):
+            return _nio_error(resp)
+        if encrypt and keys:
+            return {"url": None, "file": {**keys, "url": resp.content_uri, "mimetype": mimetype}}
+        return {"url": resp.content_uri, "file": None}
 
     async def _rehost(self, action: Action, txn_id: str) -> SendResult:
         """Download a photo, strip its metadata, upload the clean copy (see domain/media)."""
@@ -168,24 +275,25 @@ class MatrixWriter:
             clean = strip_metadata(data)
         except NotAnImage as err:
             return SendResult(error=f"not an image: {err}", permanent=True)
-        uploaded = await self._upload(
-            Action(
-                "upload",
-                action.room_id,
-                content={"mimetype": clean.mimetype, "filename": f"photo.{clean.extension}"},
-                media=clean.data,
-            ),
-            txn_id,
-        )
-        if not uploaded.ok:
-            return uploaded
-        info = {
-            "url": uploaded.value,
+        info: dict[str, Any] = {
+            "url": None,
+            "file": None,
             "mimetype": clean.mimetype,
             "w": clean.width,
             "h": clean.height,
             "size": len(clean.data),
         }
+        filename = f"photo.{clean.extension}"
+        if action.content.get("plain", True):
+            plain = await self._upload_bytes(clean.data, clean.mimetype, filename, encrypt=False)
+            if isinstance(plain, SendResult):
+                return plain
+            info["url"] = plain["url"]
+        if action.content.get("encrypted", False):
+            secret = await self._upload_bytes(clean.data, clean.mimetype, filename, encrypt=True)
+            if isinstance(secret, SendResult):
+                return secret
+            info["file"] = secret["file"]
         return SendResult(value=json.dumps(info))
 
     async def _create_room(self, action: Action, txn_id: str) -> SendResult:
@@ -210,3 +318,15 @@ def _nio_error(resp: Any) -> SendResult:
         "retry_after_ms": resp.retry_after_ms,
     }
     return HttpReply(status, body).as_result()
+
+
+def media_for_room(content: dict[str, Any], *, encrypted: bool) -> dict[str, Any]:
+    """Keep ``file`` (encrypted media) in encrypted rooms and ``url`` elsewhere."""
+    if "file" not in content and "url" not in content:
+        return content
+    result = dict(content)
+    if encrypted and isinstance(result.get("file"), dict):
+        result.pop("url", None)
+    else:
+        result.pop("file", None)
+    return result

@@ -9,7 +9,7 @@ from typing import Any
 from bot.domain.content import edit_content, image_content, notice_content
 from bot.domain.render import Message
 from bot.features.ports import RuntimeInfo, StatusReport
-from bot.store import audit, inbox, outbox
+from bot.store import audit, e2ee, inbox, outbox
 from bot.store.db import Connection
 
 
@@ -81,7 +81,8 @@ class OutboxMessenger:
             source_event=self._source_event,
         )
         content = image_content(
-            outbox.ref(upload),
+            outbox.ref(upload, "url"),
+            file=outbox.ref(upload, "file"),
             filename=filename,
             mimetype=mimetype,
             size=len(image),
@@ -206,6 +207,7 @@ class TxStatusProbe:
         now = time.time()
         stats = await outbox.stats(self._conn)
         last = self._runtime.last_sync_at
+        waiting, given_up = await e2ee.counts(self._conn)
         return StatusReport(
             uptime_s=now - self._runtime.started_at,
             events_processed=await inbox.count(self._conn),
@@ -214,4 +216,6 @@ class TxStatusProbe:
             outbox_failed=stats.failed,
             last_sync_age_s=None if last is None else now - last,
             homeserver=self._runtime.homeserver,
+            unreadable_waiting=waiting,
+            unreadable_given_up=given_up,
         )

@@ -390,6 +390,25 @@ MIGRATIONS: tuple[str, ...] = (
         response_ms = CASE WHEN action = 'status' AND old = 'new'
             THEN at - (SELECT created_at FROM cases WHERE id = case_id) END;
     """,
+    # 6: end-to-end encryption: pinned identities, events waiting for their keys.
+    """
+    CREATE TABLE identities (
+        user_id        TEXT PRIMARY KEY,
+        master_key     TEXT NOT NULL,
+        pinned_at      INTEGER NOT NULL,
+        changed_to     TEXT,
+        changed_at     INTEGER
+    );
+    CREATE TABLE undecrypted (
+        event_id      TEXT PRIMARY KEY,
+        room_id       TEXT NOT NULL,
+        sender        TEXT NOT NULL,
+        raw           TEXT NOT NULL,
+        first_seen    INTEGER NOT NULL,
+        gave_up_at    INTEGER
+    );
+    CREATE INDEX undecrypted_waiting ON undecrypted (gave_up_at, first_seen);
+    """,
 )
 
 

@@ -89,9 +89,13 @@ async def test_room_tips_become_cases_and_the_group_sees_the_outcome(
             "right now, it smells like burning!",
         )
         urgent = await from_bot(
-            li, room, bot,
-            lambda ev: "Logged as case" in ev["content"].get("body", "")
-            and "119" in ev["content"].get("body", ""),
+            li,
+            room,
+            bot,
+            lambda ev: (
+                "Logged as case" in ev["content"].get("body", "")
+                and "119" in ev["content"].get("body", "")
+            ),
             "the hotline reply",
         )
         assert "Thick smoke" not in urgent["content"]["body"]

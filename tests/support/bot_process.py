@@ -34,6 +34,8 @@ def write_config(
         "bot": {"user_id": bot_user_id},
         "data_dir": str(directory / "data"),
         "language": language,
+        # Test clients speak plain HTTP; the encryption tests switch this on.
+        "rooms": {"encrypted": False},
         "stations": [
             {
                 # Unique per bot: bots of different tests share one homeserver (and its aliases).
