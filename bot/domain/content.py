@@ -70,6 +70,28 @@ def image_content(
     }
 
 
+MEDIA_MSGTYPES = frozenset({"m.image", "m.file", "m.video", "m.audio"})
+
+
+def attachment_content(
+    stored: Mapping[str, Any], caption: str, tag: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A received attachment sent on again unchanged (the original bytes, for evidence):
+    its media reference (``url``, or ``file`` with the decryption keys) and ``info``,
+    under a caption that says what it is."""
+    msgtype = str(stored.get("msgtype", ""))
+    return {
+        "msgtype": msgtype if msgtype in MEDIA_MSGTYPES else "m.file",
+        "body": caption,
+        "filename": str(stored.get("body", "")) or "attachment",
+        "url": stored.get("url"),
+        "file": stored.get("file"),
+        "info": dict(stored.get("info") or {}),
+        "m.mentions": {},
+        BOT_NAMESPACE: dict(tag or {}),
+    }
+
+
 def edit_content(
     target: str, message: Message, tag: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

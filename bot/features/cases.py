@@ -1,5 +1,5 @@
 """The officers' case commands (supervisors read only): ``!cases``, ``!case N`` and
-``!case ack|investigate|solve|refer|unfounded|duplicate|reopen|note|assign|category|link|ask``,
+``!case ack|investigate|solve|refer|unfounded|duplicate|reopen|note|assign|category|link|ask|file``,
 plus ✅ on a new-case notice to acknowledge it and the audited ``!case reporter``."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from bot.commands import ParsedCommand, UsageError
 from bot.domain import cases as rules
 from bot.domain.cases import Case, TransitionError
+from bot.domain.content import attachment_content
 from bot.domain.roles import OFFICERS, STAFF, SUPERVISORS, Role
 from bot.domain.tips import CATEGORIES
 from bot.features.casework import (
@@ -466,6 +467,38 @@ def register(features: Features) -> None:
         )
         await ctx.audit.record(ctx.sender, "case.ask", target=case.number)
         await ctx.reply("cases.asked", number=case.number)
+
+    @commands.command(
+        "case file",
+        usage="<number> <attachment number>",
+        roles=STAFF,
+        help_en="Get a photo or file attached to a case, unchanged, by direct message.",
+        help_zh="通过私信获取案件附件（照片或文件）原件。",
+    )
+    async def file(ctx: CommandContext, parsed: ParsedCommand) -> None:
+        (ref, which), _ = options(parsed.args, (), positional=2)
+        case = await find_case(ctx, ref)
+        if case is None:
+            return
+        found = await cases.attachments(ctx.deps.conn, case.id)
+        index = int(which) if which.isdigit() else 0
+        if not 1 <= index <= len(found):
+            await ctx.reply("cases.no_attachment", number=case.number, count=len(found))
+            return
+        stored = found[index - 1]
+        caption = ctx.deps.render(
+            "cases.file_caption", number=case.number, index=index, body=stored["body"]
+        ).body
+        # Always to the asker's direct chat: a case's evidence never goes to a group room
+        # (encrypted media keep their keys inside the encrypted direct chat).
+        await ctx.messenger.send_media(
+            ctx.sender,
+            attachment_content(stored, caption, {"kind": "case.file", "case": case.number}),
+        )
+        await ctx.audit.record(
+            ctx.sender, "case.file_sent", target=case.number, detail={"attachment": index}
+        )
+        await ctx.reply("cases.file_sent", number=case.number, index=index)
 
     @commands.command(
         "case reporter",

@@ -45,6 +45,10 @@ class Messenger(Protocol):
     ) -> int:
         """Queue a notice in the direct chat with ``user_id`` (opened if there is none)."""
 
+    async def send_media(self, user_id: str, content: Mapping[str, Any]) -> int:
+        """Queue ready-made media content (see ``content.attachment_content``) in the
+        direct chat with ``user_id``."""
+
     async def send_image(
         self,
         room_id: str | None,

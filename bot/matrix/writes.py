@@ -327,6 +327,10 @@ def media_for_room(content: dict[str, Any], *, encrypted: bool) -> dict[str, Any
     result = dict(content)
     if encrypted and isinstance(result.get("file"), dict):
         result.pop("url", None)
-    else:
+    elif isinstance(result.get("url"), str) or not isinstance(result.get("file"), dict):
         result.pop("file", None)
+    else:
+        # Only an encrypted copy exists (an attachment received in an encrypted room):
+        # keep it, so the receiver can still open it.
+        result.pop("url", None)
     return result

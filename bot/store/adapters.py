@@ -56,6 +56,9 @@ class OutboxMessenger:
     ) -> int:
         return await self._enqueue(None, outbox.dm_lane(user_id), notice_content(message, tag=tag))
 
+    async def send_media(self, user_id: str, content: Mapping[str, Any]) -> int:
+        return await self._enqueue(None, outbox.dm_lane(user_id), dict(content))
+
     async def send_image(
         self,
         room_id: str | None,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from localhs import Homeserver
 from nio.crypto.attachments import decrypt_attachment
 from PIL import Image
@@ -19,7 +21,7 @@ from bot.matrix.e2ee import query_keys
 from bot.matrix.http import RawApi
 from tests.conftest import Account, BotUnderTest
 from tests.support.e2ee_client import E2eeResident
-from tests.support.matrix_client import wait_until
+from tests.support.matrix_client import MatrixError, wait_until
 from tests.support.world import Station, open_station
 
 pytestmark = pytest.mark.integration
@@ -90,7 +92,38 @@ async def test_the_bot_is_cross_signed_and_talks_with_an_element_like_client(
                 return any("Logged as case" in t for t in li.texts_from(bot, room))
 
             await wait_until(acknowledged, timeout=60, what="Li reading the bot's answer")
-            assert cases_for(station, "building 5")[0][1] == "fire_hazard"
+            [(number, category)] = cases_for(station, "building 5")
+            assert category == "fire_hazard"
+
+            # A photo sent after the tip is kept with its keys; an officer can fetch it.
+            photo = b"\xff\xd8 original evidence bytes, EXIF and all"
+            await li.send_encrypted_image(room, photo, "box.jpg")
+
+            async def attached() -> bool:
+                return bool(
+                    station.bot.process.query(
+                        "SELECT 1 FROM case_attachments WHERE file IS NOT NULL"
+                    )
+                )
+
+            await wait_until(attached, timeout=60, what="the encrypted photo on the case")
+            await station.command(f"!case file {number} 1", "by direct message")
+
+            async def forwarded() -> list[tuple[str]]:
+                return station.bot.process.query(
+                    "SELECT content FROM outbox WHERE status = 'sent'"
+                    " AND json_extract(content, '$.msgtype') = 'm.image' AND content LIKE ?",
+                    (f"%Attachment 1 of {number}%",),
+                )
+
+            await wait_until(forwarded, timeout=60, what="the photo in the officer's chat")
+            [(content_json,)] = await forwarded()
+            file = json.loads(content_json)["file"]
+            data = await station.officer.download(file["url"])
+            assert (
+                decrypt_attachment(data, file["key"]["k"], file["hashes"]["sha256"], file["iv"])
+                == photo
+            )
 
             # A key that arrives late: the message is kept, then handled exactly once.
             await li.send_withholding_key(room, TIP.format(6))
@@ -260,3 +293,35 @@ async def test_wanted_photos_decrypt_on_the_receiving_client(
                 assert image.size == (30, 40)
         finally:
             await guard.close()
+
+
+async def test_rooms_made_before_encryption_was_switched_on_get_it_on_restart(
+    homeserver: Homeserver,
+    account: Callable[[str], Account],
+    make_bot: Callable[..., BotUnderTest],
+) -> None:
+    station = await open_station(homeserver, make_bot, account, rooms={"encrypted": False})
+    async with station.officer:
+        room = await station.managed_room("late", "residents", name="Late Lane")
+        with pytest.raises(MatrixError, match="404"):
+            await station.officer.state_event(room, "m.room.encryption")
+        station.bot.process.stop()
+        config_path = station.bot.process.config_path
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        config["rooms"]["encrypted"] = True
+        config_path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+        station.bot.process.start()
+
+        async def encrypted() -> bool:
+            try:
+                state = await station.officer.state_event(room, "m.room.encryption")
+            except MatrixError:
+                return False
+            return state.get("algorithm") == "m.megolm.v1.aes-sha2"
+
+        await wait_until(encrypted, timeout=60, what="encryption switched on by reconciliation")
+        assert station.bot.process.query(
+            "SELECT 1 FROM audit_log WHERE action = 'room.reconciled' AND room_id = ?"
+            " AND detail LIKE '%encryption enabled%'",
+            (room,),
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from nio import (
     RoomMessage,
     RoomSendResponse,
     SyncResponse,
+    UploadResponse,
 )
 
 from bot.domain.crosssigning import device_cross_signed
@@ -126,6 +128,21 @@ class E2eeResident:
         )
         assert isinstance(response, RoomSendResponse), response
         return response.event_id
+
+    async def send_encrypted_image(self, room_id: str, data: bytes, name: str) -> str:
+        """Upload ``data`` encrypted (as Element does in encrypted rooms) and send it."""
+        upload, keys = await self.client.upload(
+            lambda *_: io.BytesIO(data),
+            content_type="application/octet-stream",
+            filename=name,
+            filesize=len(data),
+            encrypt=True,
+        )
+        assert isinstance(upload, UploadResponse) and keys, upload
+        file = {**keys, "url": upload.content_uri}
+        return await self.send_text(
+            room_id, name, msgtype="m.image", file=file, info={"mimetype": "image/jpeg"}
+        )
 
     async def send_withholding_key(self, room_id: str, body: str) -> str:
         """An encrypted message whose room key is not sent (yet): nobody can read it."""

@@ -423,3 +423,41 @@ async def test_an_edited_command_is_not_run_again(db: Database, bot: EventPipeli
     )
     await bot.handle(edit)
     assert await drain(db) == []
+
+
+async def test_an_encrypted_photo_sent_with_a_tip_can_be_fetched_from_the_case(
+    db: Database, bot: EventPipeline
+) -> None:
+    await tip(db, bot, FIRECRACKERS)
+    encrypted = {
+        "url": "mxc://example.org/ciphertext",
+        "key": {"kty": "oct", "alg": "A256CTR", "k": "secret-key", "ext": True},
+        "iv": "iv",
+        "hashes": {"sha256": "digest"},
+        "v": "v2",
+    }
+    _, rows = await tip(
+        db, bot, "box.jpg", msgtype="m.image", file=encrypted, info={"mimetype": "image/jpeg"}
+    )
+    assert [r.event_type for r in rows] == ["m.reaction"]
+    [case] = await all_cases(db)
+    await bot.handle(message(f"!case {case.number}", OFFICER, room_id=DM_OFFICER))
+    [shown] = bodies(await drain(db), DM_OFFICER)
+    assert "1. photo box.jpg (encrypted)" in shown and "secret-key" not in shown
+
+    await bot.handle(message(f"!case file {case.number} 1", SUPERVISOR, room_id=ROOM))
+    rows = await drain(db)
+    [sent] = [c for c in in_lane(rows, outbox.dm_lane(SUPERVISOR)) if c["msgtype"] == "m.image"]
+    assert sent["file"] == encrypted and sent["url"] is None
+    assert case.number in sent["body"] and sent["filename"] == "box.jpg"
+    # Nothing about the evidence is posted in the group room, only where it went.
+    assert all("secret-key" not in str(c) for c in in_lane(rows, ROOM))
+    assert any("by direct message" in b for b in bodies(rows, ROOM))
+    async with db.transaction() as conn:
+        trail = await audit.recent(conn, limit=5)
+    assert any(e.action == "case.file_sent" and e.actor == SUPERVISOR for e in trail)
+
+    await bot.handle(message(f"!case file {case.number} 3", OFFICER, room_id=DM_OFFICER))
+    assert "use a number from 1 to 1" in str(await drain(db))
+    await bot.handle(message(f"!case file {case.number} 1", LI, room_id=DM_RESIDENT))
+    assert "secret-key" not in str(await drain(db))
