@@ -28,21 +28,44 @@ def _parser() -> argparse.ArgumentParser:
         description="A Matrix bot for community-policing informant networks.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the bot in the foreground")
-    run.add_argument("-c", "--config", default="config.yaml", help="config file")
-    check = sub.add_parser(
-        "check-config", help="validate a config file and print it with secrets redacted"
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        child = sub.add_parser(name, help=help_text)
+        child.add_argument("-c", "--config", default="config.yaml", help="config file")
+        return child
+
+    command("run", "run the bot in the foreground")
+    command("check-config", "validate a config file and print it with secrets redacted")
+    export = command("export", "export data for the police platform")
+    export.add_argument("what", choices=["alerts", "cases"], help="what to export")
+    export.add_argument(
+        "--format",
+        choices=["cap", "json", "csv"],
+        help="alerts: cap (CAP 1.2 XML, the default); cases: json (Open311, the default) or csv",
     )
-    check.add_argument("-c", "--config", default="config.yaml", help="config file")
-    export = sub.add_parser("export", help="export data for the police platform")
-    export.add_argument("what", choices=["alerts"], help="what to export")
-    export.add_argument("--format", choices=["cap"], default="cap", help="CAP 1.2 XML")
     export.add_argument(
         "--out",
         type=Path,
-        help="folder for one file per notice (default: an Atom feed of all of them on stdout)",
+        help="alerts: a folder for one file per notice (default: an Atom feed on stdout); "
+        "cases: a file (default: stdout)",
     )
-    export.add_argument("-c", "--config", default="config.yaml", help="config file")
+    export.add_argument("--since", help="cases: only those reported on or after this date")
+    export.add_argument("--station", help="cases: only this station's")
+    export.add_argument(
+        "--include-reporters",
+        action="store_true",
+        help="cases: include who reported them (written to the audit log)",
+    )
+    retention = command("retention", "anonymise closed cases past the retention period now")
+    retention.add_argument(
+        "--dry-run", action="store_true", help="only count what would be anonymised"
+    )
+    crypto = command("crypto", "the bot's encryption identity")
+    crypto.add_argument(
+        "action",
+        choices=["status", "reset"],
+        help="status: identity and device as the server sees them; reset: new cross-signing keys",
+    )
     sub.add_parser(
         "classify",
         help="read JSONL messages ({text, id?, lang?}) on stdin, write the tip analysis as JSONL",

@@ -28,6 +28,7 @@ from bot.domain.crosssigning import (
     CrossSigningKeys,
     DeviceTrust,
     UserKeys,
+    device_cross_signed,
     device_signed_by,
     key_of,
     sign,
@@ -168,8 +169,6 @@ class CrossSigning:
         own = (await query_keys(self._raw, [self.user_id]))[self.user_id]
         keys = self.load()
         device = own.devices.get(device_id)
-        from bot.domain.crosssigning import device_cross_signed
-
         return {
             "user_id": self.user_id,
             "device_id": device_id,

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -324,4 +327,51 @@ async def test_rooms_made_before_encryption_was_switched_on_get_it_on_restart(
             "SELECT 1 FROM audit_log WHERE action = 'room.reconciled' AND room_id = ?"
             " AND detail LIKE '%encryption enabled%'",
             (room,),
+        )
+
+
+def _crypto_cli(station: Station, action: str) -> subprocess.CompletedProcess[str]:
+    process = station.bot.process
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "crypto", action, "-c", str(process.config_path)],
+        env={**os.environ, "NEIGHBORWATCH_BOT_PASSWORD": process.password},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_crypto_status_shows_the_identity_and_reset_rotates_it(
+    homeserver: Homeserver,
+    account: Callable[[str], Account],
+    make_bot: Callable[..., BotUnderTest],
+) -> None:
+    station = await open_station(homeserver, make_bot, account, rooms={"encrypted": True})
+    bot = station.bot_id
+    async with station.officer:
+        station.bot.process.stop()
+        shown = _crypto_cli(station, "status")
+        assert shown.returncode == 0, shown.stderr
+        before = json.loads(shown.stdout)
+        assert before["device_cross_signed"] is True
+        assert before["server_master_key"] == before["local_master_key"]
+
+        rotated = _crypto_cli(station, "reset")
+        assert rotated.returncode == 0, rotated.stderr
+        assert "new cross-signing identity" in rotated.stdout
+        after = json.loads(_crypto_cli(station, "status").stdout)
+        assert after["server_master_key"] != before["server_master_key"]
+        assert after["server_master_key"] == after["local_master_key"]
+        assert after["device_id"] == before["device_id"] and after["device_cross_signed"] is True
+
+        # Others see the new identity, and the bot starts with it (same device).
+        raw = RawApi(homeserver.url, lambda: station.officer.access_token)
+        keys = (await query_keys(raw, [bot]))[bot]
+        await raw.close()
+        assert keys.master_key == after["server_master_key"]
+        station.bot.process.start()
+        await station.command("!ping", "pong")
+        assert station.bot.process.query("SELECT 1 FROM audit_log WHERE action = 'crypto.reset'"), (
+            "the rotation is in the audit trail"
         )
