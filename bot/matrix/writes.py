@@ -223,7 +223,15 @@ class MatrixWriter:
         the message that shows it refers to both, and ``media_for_room`` keeps the right one.
         """
         data = action.media or b""
-        encrypt = bool(action.content.get("encrypt", self._encrypted(action.room_id)))
+        room_id = action.room_id
+        if (
+            room_id is not None
+            and self._client.olm is not None
+            and room_id not in self._client.rooms
+        ):
+            # Whether it must be encrypted is known once the room has been synced.
+            return SendResult(error=f"{room_id} is not synced yet", waiting=True)
+        encrypt = bool(action.content.get("encrypt", self._encrypted(room_id)))
         mimetype = str(action.content.get("mimetype", "application/octet-stream"))
         uploaded = await self._upload_bytes(
             data, mimetype, str(action.content.get("filename", "file")), encrypt=encrypt
