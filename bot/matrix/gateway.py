@@ -221,18 +221,15 @@ class MatrixGateway:
         """
         backoff = Backoff(cap=self._backoff_max_s)
         token = since
-        # nio keeps rooms in memory only: after a restart, a sync from the saved token would
-        # tell it nothing about rooms that have been quiet since, so it could not encrypt
-        # for them (or know that they are encrypted). The first sync of the process asks
-        # for the full state of every room; its timeline is still only what is new.
-        full_state = since is not None
+        # The first sync of the process returns at once (no long-poll): startup work that
+        # waits for it (reconciliation, catching up) is not held up by a quiet server.
+        first = True
         while True:
             try:
                 resp = await self._client.sync(
-                    timeout=0 if full_state or not token else self._sync_timeout_ms,
+                    timeout=0 if first or not token else self._sync_timeout_ms,
                     sync_filter=self._filter,
                     since=token,
-                    full_state=full_state or None,
                 )
                 if isinstance(resp, SyncError):
                     if resp.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN") and relogin:
@@ -252,7 +249,7 @@ class MatrixGateway:
                 await self._sleep(delay)
                 continue
             backoff.reset()
-            full_state = False
+            first = False
             self.connectivity.mark_up()
             await self._maintain_keys()
             yield batch

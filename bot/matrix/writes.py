@@ -16,8 +16,11 @@ from typing import Any
 
 from nio import (
     AsyncClient,
+    Event,
     LocalProtocolError,
+    MatrixRoom,
     OlmUnverifiedDeviceError,
+    RoomMemberEvent,
     RoomSendResponse,
     UploadResponse,
 )
@@ -60,6 +63,34 @@ class MatrixWriter:
         if room is None:
             return False
         return not [u for u in room.users if u != self.user_id and u not in room.invited_users]
+
+    async def _room_known(self, room_id: str) -> bool:
+        """Make sure nio knows the room (encryption, members) before sending to it.
+
+        nio keeps rooms in memory, filled by /sync. After a restart, a room that has been
+        quiet since the saved sync token is not among them; nor is one created or joined a
+        moment ago. Its current state is fetched once and applied with nio's own handlers.
+        Without encryption there is nothing to know.
+        """
+        if self._client.olm is None or room_id in self._client.rooms:
+            return True
+        events = await self.room_state(room_id)
+        if events is None:
+            return False  # not joined yet, or the server is busy: the send waits
+        room = MatrixRoom(room_id, self.user_id)
+        for raw in events:
+            event = Event.parse_event(raw)
+            if isinstance(event, RoomMemberEvent):
+                room.handle_membership(event)
+            elif isinstance(event, Event):
+                room.handle_event(event)
+        room.members_synced = True
+        room = self._client.rooms.setdefault(room_id, room)  # a sync may have won the race
+        if room.encrypted:
+            self._client.encrypted_rooms.add(room_id)
+            self._client.olm.update_tracked_users(room)
+        log.info("loaded the state of %s (%d members)", room_id, len(room.users))
+        return True
 
     def _encrypted(self, room_id: str | None) -> bool:
         room = self._client.rooms.get(room_id or "")
@@ -110,9 +141,8 @@ class MatrixWriter:
     async def _message(self, action: Action, txn_id: str) -> SendResult:
         assert action.room_id is not None
         room_id = action.room_id
-        if self._client.olm is not None and room_id not in self._client.rooms:
-            # Not seen in a sync yet (just created or joined): it will be in a moment.
-            return SendResult(error=f"{room_id} is not synced yet", waiting=True)
+        if not await self._room_known(room_id):
+            return SendResult(error=f"{room_id} cannot be read yet", waiting=True)
         encrypted = self._encrypted(room_id)
         if encrypted and self._only_invited(room_id):
             # Room keys go to members; someone who joins later (a direct chat the bot just
@@ -224,13 +254,8 @@ class MatrixWriter:
         """
         data = action.media or b""
         room_id = action.room_id
-        if (
-            room_id is not None
-            and self._client.olm is not None
-            and room_id not in self._client.rooms
-        ):
-            # Whether it must be encrypted is known once the room has been synced.
-            return SendResult(error=f"{room_id} is not synced yet", waiting=True)
+        if room_id is not None and not await self._room_known(room_id):
+            return SendResult(error=f"{room_id} cannot be read yet", waiting=True)
         encrypt = bool(action.content.get("encrypt", self._encrypted(room_id)))
         mimetype = str(action.content.get("mimetype", "application/octet-stream"))
         uploaded = await self._upload_bytes(
