@@ -7,7 +7,11 @@ Standard library only, so it runs before anything else is installed:
 * ``Homeserver(dir, port)`` writes a loopback-only config (no key servers,
   test-friendly rate limits, a random registration shared secret), starts it,
   waits for ``/health`` and stops it; the same directory can be started again;
-* ``Homeserver.register()`` creates accounts with the shared-secret admin API.
+* ``Homeserver.register()`` creates accounts with the shared-secret admin API;
+* ``Homeserver(..., federation_port=P)`` also listens for federation on 127.0.0.1:P with TLS
+  (a self-signed certificate made with Synapse's own ``cryptography``) under the server name
+  ``localhost:P``; ``federation(dir, n)`` starts ``n`` such servers that federate with each
+  other on loopback (see ../shared/MATRIX_NOTES.md for why each setting is needed).
 
 Used by ``scripts/quickstart``, ``tests/conftest.py`` and ``scripts/bench*``.
 """
@@ -124,10 +128,15 @@ class Homeserver:
         synapse_python: Path | None = None,
         server_name: str = "localhost",
         overrides: dict[str, Any] | None = None,
+        federation_port: int | None = None,
+        peers: list[str] | None = None,
     ) -> None:
         self.directory = Path(directory).resolve()
         self.port = port
-        self.server_name = server_name
+        self.federation_port = federation_port
+        # An explicit port in the name: other servers reach it there, without .well-known/SRV.
+        self.server_name = f"localhost:{federation_port}" if federation_port else server_name
+        self.peers = list(peers or [])
         self.synapse_python = synapse_python or ensure_synapse()
         self.overrides = overrides or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -188,6 +197,32 @@ class Homeserver:
             **self._secrets(),
             **RATE_LIMITS,
         }
+        if self.federation_port:
+            config["listeners"].append(
+                {
+                    "port": self.federation_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": True,
+                    "x_forwarded": False,
+                    "resources": [{"names": ["federation"], "compress": False}],
+                }
+            )
+            config.update(
+                {
+                    "tls_certificate_path": str(d / "tls.crt"),
+                    "tls_private_key_path": str(d / "tls.key"),
+                    "federation_verify_certificates": False,
+                    "ip_range_whitelist": ["127.0.0.1/32"],
+                    "federation_domain_whitelist": self.peers,
+                    # A peer that was down is retried within seconds, not minutes.
+                    "federation": {
+                        "destination_min_retry_interval": "2s",
+                        "destination_retry_multiplier": 1.5,
+                        "destination_max_retry_interval": "10s",
+                    },
+                }
+            )
         return _deep_merge(config, self.overrides)
 
     def _write_config(self) -> None:
@@ -199,6 +234,8 @@ class Homeserver:
             "root:\n  level: WARNING\n  handlers: [file]\n"
             "disable_existing_loggers: false\n"
         )
+        if self.federation_port and not (self.directory / "tls.crt").exists():
+            self._make_certificate()
         # JSON is valid YAML: no YAML library needed here.
         self.config_path.write_text(json.dumps(self.config(), indent=2))
         if not (self.directory / "signing.key").exists():
@@ -215,6 +252,40 @@ class Homeserver:
                 capture_output=True,
                 cwd=self.directory,
             )
+
+    def _make_certificate(self) -> None:
+        """A self-signed certificate for ``localhost`` (peers do not verify it)."""
+        script = (
+            "import datetime, sys\n"
+            "from cryptography import x509\n"
+            "from cryptography.hazmat.primitives import hashes, serialization\n"
+            "from cryptography.hazmat.primitives.asymmetric import ec\n"
+            "from cryptography.x509.oid import NameOID\n"
+            "key = ec.generate_private_key(ec.SECP256R1())\n"
+            "name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'localhost')])\n"
+            "now = datetime.datetime.now(datetime.timezone.utc)\n"
+            "cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)\n"
+            "    .public_key(key.public_key()).serial_number(x509.random_serial_number())\n"
+            "    .not_valid_before(now - datetime.timedelta(days=1))\n"
+            "    .not_valid_after(now + datetime.timedelta(days=3650))\n"
+            "    .add_extension(x509.SubjectAlternativeName([x509.DNSName('localhost')]),\n"
+            "        critical=False).sign(key, hashes.SHA256()))\n"
+            "open(sys.argv[1], 'wb').write(cert.public_bytes(serialization.Encoding.PEM))\n"
+            "open(sys.argv[2], 'wb').write(key.private_bytes(serialization.Encoding.PEM,\n"
+            "    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))\n"
+        )
+        subprocess.run(
+            [
+                str(self.synapse_python),
+                "-c",
+                script,
+                str(self.directory / "tls.crt"),
+                str(self.directory / "tls.key"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        (self.directory / "tls.key").chmod(0o600)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -337,6 +408,32 @@ class Homeserver:
         )
         if status != 200:
             raise HomeserverError(f"override_ratelimit for {user_id}: {status} {body}")
+
+
+def federation(directory: Path, count: int = 2, **options: Any) -> list[Homeserver]:
+    """``count`` homeservers under ``directory`` that federate with each other on loopback.
+
+    Ports are chosen once and kept in ``directory/ports.json``, so a cached set keeps its
+    server names (which are part of every id in it). Not started: call ``start()``.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ports_file = directory / "ports.json"
+    ports: list[list[int]] = json.loads(ports_file.read_text()) if ports_file.exists() else []
+    while len(ports) < count:
+        ports.append([free_port(), free_port()])
+    ports_file.write_text(json.dumps(ports))
+    names = [f"localhost:{fed}" for _, fed in ports[:count]]
+    return [
+        Homeserver(
+            directory / f"hs{index + 1}",
+            port=client,
+            federation_port=fed,
+            peers=[name for name in names if name != names[index]],
+            **options,
+        )
+        for index, (client, fed) in enumerate(ports[:count])
+    ]
 
 
 def main(argv: list[str]) -> int:

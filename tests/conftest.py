@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from localhs import Homeserver, ensure_synapse, free_port
+from localhs import Homeserver, ensure_synapse, federation, free_port
 
 from tests.support.bot_process import BotProcess, write_config
 from tests.support.matrix_client import TestUser
@@ -48,6 +48,22 @@ def homeserver(
     hs.start()
     yield hs
     hs.stop()
+
+
+@pytest.fixture(scope="session")
+def federated(
+    tmp_path_factory: pytest.TempPathFactory, synapse_python: Path
+) -> Iterator[tuple[Homeserver, Homeserver]]:
+    """Two homeservers federating on loopback (TLS federation listeners, ``localhost:PORT``
+    server names); started once for the session."""
+    first, second = federation(
+        tmp_path_factory.mktemp("federation"), 2, synapse_python=synapse_python
+    )
+    first.start()
+    second.start()
+    yield first, second
+    first.stop()
+    second.stop()
 
 
 @pytest.fixture

@@ -23,7 +23,11 @@ RequestStatus = Literal["pending", "form", "done", "denied", "cancelled"]
 # Join codes: no 0/O, 1/I/L, so a code read aloud or off paper is typed right.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
-_CODE_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])([A-Za-z2-9]{4})[-\s]?([A-Za-z2-9]{4})(?![A-Za-z0-9])")
+_CODE = re.compile(r"([A-Za-z2-9]{4})[-\s]?([A-Za-z2-9]{4})")
+# Overlapping (a lookahead): in "code ABCD-EFGH", "code ABCD" must not hide "ABCD-EFGH".
+_CODE_IN_TEXT = re.compile(
+    r"(?<![A-Za-z0-9])(?=([A-Za-z2-9]{4}([-\s]?)[A-Za-z2-9]{4})(?![A-Za-z0-9]))"
+)
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ def new_code() -> str:
 
 def normalise_code(text: str) -> str | None:
     """``abcd efgh`` / ``ABCD-EFGH`` → ``ABCD-EFGH``; None if it cannot be a code."""
-    match = _CODE_IN_TEXT.fullmatch(text.strip())
+    match = _CODE.fullmatch(text.strip())
     if match is None:
         return None
     code = (match.group(1) + match.group(2)).upper()
@@ -154,8 +158,12 @@ def normalise_code(text: str) -> str | None:
 
 def find_code(text: str) -> str | None:
     """The first thing in free text (a knock reason) that looks like a join code."""
-    for match in _CODE_IN_TEXT.finditer(text or ""):
-        code = normalise_code(match.group(0))
+    candidates = sorted(
+        _CODE_IN_TEXT.finditer(text or ""),
+        key=lambda match: (match.group(2) != "-", match.start()),  # written as codes are first
+    )
+    for match in candidates:
+        code = normalise_code(match.group(1))
         if code is not None:
             return code
     return None

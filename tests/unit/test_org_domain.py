@@ -35,6 +35,9 @@ def test_a_code_is_found_inside_a_knock_reason() -> None:
     assert find_code("Hi, my code is QRST-WXYZ, I live in building 5") == "QRST-WXYZ"
     assert find_code("请让我加入，入群码 abcd-efgh") == "ABCD-EFGH"
     assert find_code("I live in building 5, unit 2201") is None
+    # A word before the code must not swallow half of it ("TEXT TFRX" looks like a code too).
+    assert find_code("text TFRX-7YMZ") == "TFRX-7YMZ"
+    assert find_code("code TFRX7YMZ") == "TFRX-7YMZ"
 
 
 def test_durations() -> None:
