@@ -51,6 +51,10 @@ class Outcome:
 Hook = Callable[[Connection, dict[str, Any], Outcome], Awaitable[None]]
 
 
+REMOTE_KINDS = frozenset({"invite", "join"})
+"""Writes that need another homeserver to answer (the invitee's, or the room's)."""
+
+
 class DependencyFailed(Exception):
     """A row refers to the result of a row that was parked as failed."""
 
@@ -203,8 +207,10 @@ class OutboxWorker:
         )
         if result.unreachable:
             self._connectivity.mark_down(result.error or "no answer")
-        if not result.permanent:
+        if not result.permanent and not (result.remote and row.kind in REMOTE_KINDS):
             return "retry"
+        # Refused, or (an invitation or a join) another server keeps not answering: counted,
+        # retried with backoff, and after ``max_attempts`` parked and reported by its hook.
         give_up = row.attempts + 1 >= self._max_attempts
         await self._finish_failed(row, result.error or "", give_up=give_up)
         if give_up:

@@ -46,12 +46,18 @@ class HandlerFailed(Exception):
         self.verb = verb
 
 
-def make_deps(conn: Connection, config: Config, now: int, source_event: str | None = None) -> Deps:
+def make_deps(
+    conn: Connection,
+    config: Config,
+    now: int,
+    source_event: str | None = None,
+    actor: str | None = None,
+) -> Deps:
     return Deps(
         conn=conn,
         config=config,
         messenger=OutboxMessenger(conn, source_event),
-        actions=OutboxRoomActions(conn, source_event),
+        actions=OutboxRoomActions(conn, source_event, actor),
         audit=SqlAuditLog(conn),
         now_ms=now,
     )
@@ -145,7 +151,7 @@ class EventPipeline:
         return True
 
     async def _context(self, conn: Connection, event: RoomEvent) -> EventContext:
-        deps = make_deps(conn, self._config, self._clock(), event.event_id)
+        deps = make_deps(conn, self._config, self._clock(), event.event_id, event.sender)
         room = await org.room(conn, event.room_id)
         dm_user = await direct.user_of(conn, event.room_id)
         roles = roles_of(event.sender, self._officers, self._supervisors)

@@ -107,6 +107,7 @@ class SendResult:
     error: str | None = None
     permanent: bool = False
     unreachable: bool = False  # no answer, or a gateway error (502/503/504): the server is down
+    remote: bool = False  # our homeserver answered that another server did not
     waiting: bool = False  # not an error: the room is not ready for it yet (retried quietly)
 
     @property

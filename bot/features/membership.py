@@ -6,15 +6,20 @@
   an officer's invite from Element's own UI lets the person in as
   ``unverified`` and asks the officer (by DM) to complete the record;
 * ``!members`` lists a room (phones and units for officers only, never in a
-  group room), ``!remove`` ends a membership; leaving marks the record left.
+  group room), ``!remove`` ends a membership; leaving marks the record left;
+* an invitation (or removal) the homeserver finally gives up on — the person's server
+  never answered — is reported to whoever asked for it.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.commands import ParsedCommand, UsageError
+from bot.delivery import Outcome
 from bot.domain.org import ManagedRoom
 from bot.domain.roles import MEMBERS_AND_STAFF, OFFICERS, Role
-from bot.features.context import CommandContext, EventContext
+from bot.features.context import CommandContext, Deps, EventContext
 from bot.features.onboarding import handle_knock, notify_officers, user_arg, welcome
 from bot.features.registry import Features
 from bot.features.rooms import policy_for
@@ -155,9 +160,36 @@ async def _ref(ctx: EventContext, room: ManagedRoom) -> str:
     return f"{nbh.slug}/{room.audience}" if nbh else room.room_id
 
 
+async def membership_done(deps: Deps, args: dict[str, Any], outcome: Outcome) -> None:
+    """Hook: an invitation or removal was finally given up (the other server never answered,
+    or it was refused): whoever asked is told, and it is audited."""
+    if outcome.ok:
+        return
+    room_id, user = str(args.get("room_id", "")), str(args.get("user", ""))
+    actor = args.get("actor")
+    room = await org.room(deps.conn, room_id)
+    name = room.name if room else room_id
+    key = "membership.invite_failed" if args.get("kind") == "invite" else "membership.kick_failed"
+    await deps.audit.record(
+        deps.bot_id,
+        f"{args.get('kind')}.failed",
+        target=user,
+        room_id=room_id,
+        detail={"error": outcome.error, "asked_by": actor},
+    )
+    staff = deps.config.officers() | deps.config.supervisors()
+    error = outcome.error or ""
+    if isinstance(actor, str) and actor in staff:
+        await deps.messenger.send_dm(actor, deps.render(key, user=user, room=name, error=error))
+    else:
+        station = room.station_id if room else None
+        await notify_officers(deps, station, key, user=user, room=name, error=error)
+
+
 def register(features: Features) -> None:
     commands = features.commands
     features.on_member.append(on_member)
+    features.hooks["membership.done"] = membership_done
 
     @commands.command(
         "members",
@@ -173,7 +205,8 @@ def register(features: Features) -> None:
         is_staff = room is not None and _is_staff(ctx, room, ctx.sender)
         own = room is not None and (await org.member(ctx.deps.conn, room.room_id, ctx.sender))
         if room is None or room.kind != "neighbourhood" or not (is_staff or own):
-            if Role.OFFICER in ctx.roles or Role.SUPERVISOR in ctx.roles:
+            unknown = room is None or room.kind != "neighbourhood"
+            if unknown and (Role.OFFICER in ctx.roles or Role.SUPERVISOR in ctx.roles):
                 await room_or_explain(ctx, parsed.args[0] if parsed.args else "")
             else:
                 await ctx.reply("membership.not_your_room")

@@ -83,7 +83,15 @@ class RoomActions(Protocol):
         self, key: str, body: Mapping[str, Any], *, on_done: str, args: Mapping[str, Any]
     ) -> None: ...
 
-    async def join(self, room_id: str, via: Sequence[str] = ()) -> None: ...
+    async def join(
+        self,
+        room_id: str,
+        via: Sequence[str] = (),
+        *,
+        on_done: str | None = None,
+        args: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Join a room (an id or an alias); ``on_done`` names a hook run with the outcome."""
 
     async def leave(self, room_id: str) -> None: ...
 

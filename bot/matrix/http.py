@@ -48,7 +48,11 @@ class HttpReply:
         return SendResult(
             error=self.describe(),
             permanent=400 <= self.status < 500,
-            unreachable=self.status in (0, 502, 503, 504),
+            # No answer, or a gateway error without a Matrix error code (a proxy in front of a
+            # homeserver that is down). A 502 *with* an errcode is our homeserver saying that
+            # another server did not answer: ours is up, and the rest of the outbox can go on.
+            unreachable=self.status == 0 or (self.status in (502, 503, 504) and not self.errcode),
+            remote=self.status in (502, 503, 504) and bool(self.errcode),
         )
 
     def describe(self) -> str:

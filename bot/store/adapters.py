@@ -116,11 +116,19 @@ class OutboxMessenger:
 
 
 class OutboxRoomActions:
-    """Membership and settings changes as outbox rows, ordered with the room's messages."""
+    """Membership and settings changes as outbox rows, ordered with the room's messages.
 
-    def __init__(self, conn: Connection, source_event: str | None = None) -> None:
+    Invitations and kicks get a lane per room and person: one waiting for a server that is
+    down holds up neither the room's messages nor other people. If one is finally given up,
+    the ``membership.done`` hook tells whoever asked for it (``actor``).
+    """
+
+    def __init__(
+        self, conn: Connection, source_event: str | None = None, actor: str | None = None
+    ) -> None:
         self._conn = conn
         self._source_event = source_event
+        self._actor = actor
 
     async def invite(self, room_id: str, user_id: str, reason: str | None = None) -> None:
         await self._member("invite", room_id, user_id, reason)
@@ -136,7 +144,10 @@ class OutboxRoomActions:
             {"reason": reason} if reason else {},
             kind=kind,
             target=user,
+            lane=f"member:{room_id}|{user}",
             source_event=self._source_event,
+            on_done="membership.done",
+            on_done_args={"kind": kind, "room_id": room_id, "user": user, "actor": self._actor},
         )
 
     async def put_state(
@@ -174,9 +185,23 @@ class OutboxRoomActions:
     async def creating(self, key: str) -> bool:
         return await outbox.lane_pending(self._conn, f"create:{key}")
 
-    async def join(self, room_id: str, via: Sequence[str] = ()) -> None:
+    async def join(
+        self,
+        room_id: str,
+        via: Sequence[str] = (),
+        *,
+        on_done: str | None = None,
+        args: Mapping[str, Any] | None = None,
+    ) -> None:
         await outbox.enqueue(
-            self._conn, room_id, None, {"via": list(via)}, kind="join", target=room_id
+            self._conn,
+            room_id,
+            None,
+            {"via": list(via)},
+            kind="join",
+            target=room_id,
+            on_done=on_done,
+            on_done_args=dict(args) if args is not None else None,
         )
 
     async def leave(self, room_id: str) -> None:

@@ -11,8 +11,11 @@ import pytest
 from bot.connectivity import Connectivity
 from bot.delivery import OutboxWorker, Outcome, txn_prefix
 from bot.domain.matrix_model import Action, SendResult
+from bot.matrix.http import HttpReply
+from bot.pipeline import make_deps
 from bot.store import outbox
 from bot.store.db import Database
+from tests.support.units import unit_config
 
 
 class FakeHomeserver:
@@ -270,3 +273,56 @@ async def test_while_the_server_is_unreachable_the_worker_waits_for_sync_instead
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_invite_to_a_server_that_is_down_is_retried_then_reported_room_unblocked(
+    db: Database,
+) -> None:
+    """Our homeserver answers 502 (with a Matrix error code): the invitee's server is down.
+    The room's messages go on; the invitation is retried with backoff, counted, and finally
+    given up, which runs its hook (the officer who asked is told)."""
+    remote_down = HttpReply(
+        502, {"errcode": "M_UNKNOWN", "error": "Can't connect to server b.example"}
+    ).as_result()
+    assert remote_down.remote and not remote_down.unreachable and not remote_down.permanent
+    proxy_down = HttpReply(502, {}).as_result()
+    assert proxy_down.unreachable and not proxy_down.remote
+
+    class PeerDown(FakeHomeserver):
+        async def perform(self, action: Action, txn_id: str) -> SendResult:
+            if action.kind == "invite":
+                self.calls.append((action.room_id, f"invite {action.target}"))
+                return remote_down
+            return await super().perform(action, txn_id)
+
+    outcomes: list[tuple[dict[str, Any], Outcome]] = []
+
+    async def hook(conn: Any, args: dict[str, Any], outcome: Outcome) -> None:
+        outcomes.append((args, outcome))
+
+    async with db.transaction() as conn:
+        deps = make_deps(conn, unit_config(), 0, "$enrol", "@wang:police.example")
+        await deps.actions.invite("!a", "@li:b.example")
+        await outbox.enqueue(conn, "!a", "m.room.message", {"body": "after the invitation"})
+    sleeps = Sleeps()
+    connectivity = Connectivity()
+    hs = PeerDown()
+    worker = OutboxWorker(
+        db,
+        hs,
+        prefix="p",
+        max_attempts=4,
+        sleep=sleeps,
+        connectivity=connectivity,
+        hooks={"membership.done": hook},
+    )
+    await run_until_drained(worker)
+    assert hs.timeline["!a"] == ["after the invitation"]
+    assert [c for c in hs.calls if c[1].startswith("invite")] == [
+        ("!a", "invite @li:b.example")
+    ] * 4
+    assert sleeps.waits[:3] == [1, 2, 4], "backoff between the attempts"
+    assert connectivity.is_up, "our own homeserver answered all along"
+    [(args, outcome)] = outcomes
+    assert args["actor"] == "@wang:police.example" and args["user"] == "@li:b.example"
+    assert not outcome.ok and "Can't connect" in (outcome.error or "")

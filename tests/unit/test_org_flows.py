@@ -174,6 +174,28 @@ async def test_enrol_invites_and_never_shows_the_phone_in_a_group(
     assert any("13800138000" in t for t in in_dm)
 
 
+async def test_an_invitation_finally_given_up_is_reported_to_the_officer_who_asked(
+    db: Database, bot: EventPipeline
+) -> None:
+    await create_guards_room(db, bot)
+    await bot.handle(message('!enrol @guard:down.example hqxc/guards name="Zhang Wei"', OFFICER))
+    [invite] = [r for r in await drain(db) if r.kind == "invite"]
+    assert invite.on_done == "membership.done" and invite.on_done_args["actor"] == OFFICER
+    hook = build_features().hooks["membership.done"]
+    async with db.transaction() as conn:
+        await hook(
+            make_deps(conn, unit_config(), 1),
+            invite.on_done_args,
+            Outcome(False, None, invite.room_id, "HTTP 502 M_UNKNOWN Can't connect to server"),
+        )
+    rows = await drain(db)
+    [told] = texts(rows, DM_OFFICER) + texts(rows, outbox.dm_lane(OFFICER))
+    assert "could not invite @guard:down.example" in told and "Can't connect" in told
+    async with db.transaction() as conn:
+        trail = await audit.recent(conn, limit=3)
+    assert trail[0].action == "invite.failed" and trail[0].target == "@guard:down.example"
+
+
 async def test_join_code_by_dm_runs_the_form_then_invites(db: Database, bot: EventPipeline) -> None:
     await create_guards_room(db, bot)
     await bot.handle(message("!code hqxc/guards uses=1", OFFICER, room_id=DM_OFFICER))
