@@ -140,11 +140,28 @@ class Station(_Section):
         return value
 
 
+_ROOM_REF = re.compile(r"^(#[^:\s]+:[A-Za-z0-9.\-\[\]:]+|![^\s]+)$")
+
+
 class District(_Section):
     id: str
     name: str
     supervisors: list[MatrixId] = Field(default_factory=list)
     schedule: ScheduleConfig | None = None
+    room: str | None = Field(
+        default=None,
+        description="post this bot's station sections into this room (alias or id, on any "
+        "server, e.g. the district's) instead of a digest room of its own",
+    )
+
+    @field_validator("room")
+    @classmethod
+    def _room(cls, value: str | None) -> str | None:
+        if value is not None and not _ROOM_REF.match(value):
+            raise ValueError(
+                "not a room alias or id; write it like #changning-digest:district.example"
+            )
+        return value
 
     @field_validator("id")
     @classmethod

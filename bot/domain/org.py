@@ -53,6 +53,7 @@ class ManagedRoom:
     language: Language
     encrypted: bool
     district: str | None = None  # a district's digest room
+    external: bool = False  # someone else's room the bot only posts in (not managed by it)
 
     @property
     def label(self) -> str:

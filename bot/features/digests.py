@@ -49,7 +49,12 @@ def scope_of(deps: Deps, room: ManagedRoom) -> tuple[str, list[Station]]:
     config = deps.config
     if room.district is not None:
         district = config.district(room.district)
-        return (district.name if district else room.district), config.stations_in(room.district)
+        stations = config.stations_in(room.district)
+        name = district.name if district else room.district
+        if room.external:
+            # The district's own room, shared with other stations' bots: this bot's section.
+            name = f"{name} · {', '.join(s.name for s in stations)}"
+        return name, stations
     station = config.station(room.station_id)
     return (station.name if station else str(room.station_id)), [station] if station else []
 

@@ -11,7 +11,8 @@ import logging
 
 from bot.domain.matrix_model import Invite
 from bot.features.context import Deps
-from bot.store import direct, outbox
+from bot.features.rooms import join_district_room
+from bot.store import direct, org, outbox
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,12 @@ async def decide(deps: Deps, invite: Invite) -> str:
     if inviter in staff:
         await deps.actions.join(invite.room_id, via=[inviter.split(":", 1)[1]])
         return "join:staff"
+    for district in deps.config.districts:
+        if district.room is not None and inviter in district.supervisors:
+            # The district's own digest room (on its server): join the configured room.
+            if await org.digest_room(deps.conn, district=district.id) is None:
+                await join_district_room(deps, district)
+                return "join:district"
     await deps.actions.leave(invite.room_id)
     await deps.audit.record(inviter or "unknown", "invite.declined", room_id=invite.room_id)
     log.info("declined an invitation to %s from %s", invite.room_id, inviter or "?")

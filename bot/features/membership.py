@@ -63,6 +63,8 @@ async def on_member(ctx: EventContext) -> None:
             await deps.actions.leave(event.room_id)
         return
     room = ctx.room
+    if room.external or room.kind == "taskforce":
+        return  # someone else's room; task forces enforce their own member list
     if membership == "knock":
         if room.kind == "neighbourhood":
             await handle_knock(ctx)

@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from bot.commands import ParsedCommand, UsageError
-from bot.config import Station
+from bot.config import District, Station
 from bot.delivery import Outcome
 from bot.domain import room_policy
 from bot.domain.org import (
@@ -42,7 +42,7 @@ from bot.features.scope import (
     require_officer_of,
     visible_stations,
 )
-from bot.store import org
+from bot.store import org, outbox
 from bot.store.reconcile import queue_reconcile, take_reconcile_queue
 
 log = logging.getLogger(__name__)
@@ -202,6 +202,9 @@ async def queue_digest_rooms(deps: Deps) -> None:
         ):
             continue
         district = deps.config.district(district_id)
+        if district is not None and district.room is not None:
+            await join_district_room(deps, district)
+            continue
         scope = district.name if district else district_id
         room = ManagedRoom(
             room_id="",
@@ -217,6 +220,73 @@ async def queue_digest_rooms(deps: Deps) -> None:
         )
         topic = deps.render("digest.room_topic", lang, scope=scope).body
         await _queue_room(deps, key, room, topic)
+
+
+def room_server(room: str) -> str | None:
+    """The server part of a room alias or of an old-style room id (v12 ids have none)."""
+    _, sep, server = room.partition(":")
+    return server if sep and server else None
+
+
+async def join_district_room(deps: Deps, district: District) -> None:
+    """Join the district's own digest room (on the district's server) unless under way."""
+    assert district.room is not None
+    if await outbox.lane_pending(deps.conn, district.room):
+        return
+    servers = [room_server(district.room), *(room_server(s) for s in district.supervisors)]
+    via = list(dict.fromkeys(server for server in servers if server))
+    await deps.actions.join(
+        district.room, via, on_done="district.joined", args={"district": district.id}
+    )
+    log.info("joining the district room %s of %s", district.room, district.name)
+
+
+async def district_joined(deps: Deps, args: dict[str, Any], outcome: Outcome) -> None:
+    """Hook: the bot joined (or could not join) a district's room on another server."""
+    district = deps.config.district(str(args.get("district")))
+    if district is None or district.room is None:
+        return
+    if not outcome.ok or outcome.value is None:
+        log.warning(
+            "could not join the district room %s (%s); invite the bot there, or it retries"
+            " at the next start",
+            district.room,
+            outcome.error,
+        )
+        await deps.audit.record(
+            deps.bot_id,
+            "district.join_failed",
+            target=district.room,
+            detail={"district": district.id, "error": outcome.error},
+        )
+        return
+    if await org.digest_room(deps.conn, district=district.id) is not None:
+        return
+    lang = deps.config.language
+    room = ManagedRoom(
+        room_id=outcome.value,
+        kind="digest",
+        station_id=None,
+        neighbourhood_id=None,
+        audience=None,
+        alias=district.room if district.room.startswith("#") else None,
+        name=district.name,
+        language=lang,
+        encrypted=False,
+        district=district.id,
+        external=True,
+    )
+    if await org.room(deps.conn, room.room_id) is None:
+        await org.add_room(deps.conn, room, deps.bot_id)
+    await deps.audit.record(
+        deps.bot_id, "district.joined", target=district.room, room_id=room.room_id
+    )
+    stations = [s.name for s in deps.config.stations_in(district.id)]
+    await deps.messenger.send(
+        room.room_id,
+        deps.render("digest.section_intro", lang, district=district.name, stations=stations),
+        tag={"kind": "intro"},
+    )
 
 
 async def room_created(deps: Deps, args: dict[str, Any], outcome: Outcome) -> None:
@@ -343,6 +413,8 @@ async def reconcile_requested(transaction: Transaction, reader: RoomStateReader)
 async def _reconcile_one(
     transaction: Transaction, reader: RoomStateReader, room: ManagedRoom
 ) -> int:
+    if room.external or room.kind == "taskforce":
+        return 0  # not ours to correct (task forces keep their own member list)
     state = await reader.room_state(room.room_id)
     if state is None:
         async with transaction() as deps:
@@ -357,6 +429,7 @@ def register(features: Features) -> None:
     commands.alias("neighborhood", "neighbourhood")
     commands.alias("neighborhoods", "neighbourhoods")
     features.hooks["room.created"] = room_created
+    features.hooks["district.joined"] = district_joined
 
     @commands.command(
         "neighbourhood add",
@@ -552,7 +625,7 @@ def register(features: Features) -> None:
 
     async def settings_changed(ctx: EventContext) -> None:
         """Someone other than the bot touched a managed room's settings: check it."""
-        if ctx.room is None or ctx.sender == ctx.deps.bot_id:
+        if ctx.room is None or ctx.room.external or ctx.sender == ctx.deps.bot_id:
             return
         if ctx.event.type in SETTINGS_EVENTS:
             await queue_reconcile(ctx.deps.conn, ctx.room.room_id, ctx.now_ms)

@@ -409,6 +409,36 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX undecrypted_waiting ON undecrypted (gave_up_at, first_seen);
     """,
+    # 7: federation: rooms on other servers the bot posts in, cross-station task forces.
+    """
+    ALTER TABLE rooms ADD COLUMN external INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE taskforces (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        room_id     TEXT UNIQUE,
+        name        TEXT NOT NULL,
+        station_id  TEXT NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed')),
+        created_by  TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        closed_by   TEXT,
+        closed_at   INTEGER
+    );
+    CREATE TABLE taskforce_members (
+        taskforce_id INTEGER NOT NULL REFERENCES taskforces (id),
+        user_id      TEXT NOT NULL,
+        added_by     TEXT NOT NULL,
+        added_at     INTEGER NOT NULL,
+        PRIMARY KEY (taskforce_id, user_id)
+    );
+    CREATE TABLE taskforce_cases (
+        taskforce_id INTEGER NOT NULL REFERENCES taskforces (id),
+        case_id      INTEGER NOT NULL REFERENCES cases (id),
+        linked_by    TEXT NOT NULL,
+        linked_at    INTEGER NOT NULL,
+        PRIMARY KEY (taskforce_id, case_id)
+    );
+    CREATE INDEX taskforce_cases_by_case ON taskforce_cases (case_id);
+    """,
 )
 
 

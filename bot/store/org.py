@@ -104,19 +104,21 @@ async def update_neighbourhood(
 
 _ROOM = (
     "room_id, kind, station_id, neighbourhood_id, audience, alias, name, language, encrypted,"
-    " district"
+    " district, external"
 )
 
 
 def _room(r: Any) -> ManagedRoom:
-    return ManagedRoom(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9])
+    return ManagedRoom(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9], bool(r[10])
+    )
 
 
 async def add_room(conn: Connection, room: ManagedRoom, created_by: str) -> None:
     await conn.execute(
         "INSERT INTO rooms (room_id, kind, station_id, neighbourhood_id, audience, alias, name,"
-        " language, encrypted, district, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " language, encrypted, district, external, created_by, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             room.room_id,
             room.kind,
@@ -128,6 +130,7 @@ async def add_room(conn: Connection, room: ManagedRoom, created_by: str) -> None
             room.language,
             int(room.encrypted),
             room.district,
+            int(room.external),
             created_by,
             now_ms(),
         ),

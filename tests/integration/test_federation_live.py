@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from localhs import Homeserver
@@ -79,3 +83,76 @@ async def test_a_resident_and_an_officer_on_another_server(
             "SELECT actor FROM audit_log WHERE action = 'case.acknowledged' AND target = ?",
             (case,),
         ) == [(wang.user_id,)]
+
+
+def _daily_sections(events: list[dict[str, Any]]) -> dict[str, str]:
+    return {
+        str(ev["sender"]): str(ev["content"].get("body", ""))
+        for ev in events
+        if str(ev.get("content", {}).get("org.neighborwatch", {}).get("kind", "")).startswith(
+            "digest.daily"
+        )
+    }
+
+
+async def test_two_bots_post_their_sections_into_the_district_room_on_its_server(
+    federated: tuple[Homeserver, Homeserver],
+    make_bot: Callable[..., BotUnderTest],
+    tmp_path: Path,
+) -> None:
+    a, b = federated
+    clock = tmp_path / "clock"
+    clock.write_text("2026-12-01T07:59:00+08:00")
+    district = f"d-{uuid.uuid4().hex[:6]}"
+    async with register(b, "chief").client() as chief:
+        # The district runs on server B; its supervisor keeps the district's digest room there.
+        alias_local = f"{district}-digest"
+        room = await chief.create_room(name="Changning District · digest")
+        await chief.ok(
+            "PUT",
+            f"/_matrix/client/v3/directory/room/{quote(f'#{alias_local}:{b.server_name}')}",
+            {"room_id": room},
+        )
+        districts = [
+            {
+                "id": district,
+                "name": "Changning District",
+                "supervisors": [chief.user_id],
+                "room": f"#{alias_local}:{b.server_name}",
+            }
+        ]
+        bots = [
+            make_bot(
+                hs,
+                env={"NEIGHBORWATCH_CLOCK_FILE": str(clock)},
+                station={"district": district, "name": name},
+                districts=districts,
+                timezone="Asia/Shanghai",
+                timers={"tick_seconds": 0.5},
+                start=False,
+            )
+            for hs, name in ((a, "Hongqiao Station"), (b, "Xianxia Station"))
+        ]
+        for bot in bots:
+            status, body = await chief.invite(room, bot.user_id)
+            assert status == 200, body
+            bot.process.start()
+
+        async def both_joined() -> bool:
+            members = await chief.joined_members(room)
+            return all(bot.user_id in members for bot in bots)
+
+        await wait_until(both_joined, timeout=60, what="both stations' bots in the district room")
+        clock.write_text("2026-12-01T08:00:05+08:00")
+
+        async def both_sections() -> bool:
+            return len(_daily_sections(await chief.messages(room))) == 2
+
+        await wait_until(both_sections, timeout=60, what="a section from each station's bot")
+        sections = _daily_sections(await chief.messages(room))
+        assert "Changning District · Hongqiao Station" in sections[bots[0].user_id]
+        assert "Changning District · Xianxia Station" in sections[bots[1].user_id]
+        for bot in bots:
+            assert bot.process.query("SELECT external FROM rooms WHERE room_id = ?", (room,)) == [
+                (1,)
+            ]
