@@ -22,6 +22,7 @@ from bot.features import (
     basics,
     cases,
     digests,
+    federation,
     intake,
     invites,
     membership,
@@ -29,6 +30,7 @@ from bot.features import (
     onboarding,
     retention,
     rooms,
+    taskforce,
     trust,
 )
 from bot.features.context import Deps
@@ -53,6 +55,7 @@ RECONCILE_POLL_S = 30.0
 def build_features() -> Features:
     features = Features()
     features.on_invite.append(invites.decide)
+    federation.register(features)  # first gate: a refused server's message goes no further
     basics.register(features)
     rooms.register(features)
     onboarding.register(features)
@@ -62,6 +65,7 @@ def build_features() -> Features:
     notices.register(features)  # first in line for messages: sightings are not tips
     digests.register(features)
     trust.register(features)
+    taskforce.register(features)
     return features
 
 

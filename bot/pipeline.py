@@ -2,13 +2,18 @@
 
 A crash anywhere replays the batch from the last saved sync token; the inbox
 skips what was already committed and the outbox resends with the same
-transaction ids, so nothing is lost and nothing is answered twice.
+transaction ids, so nothing is lost and nothing is answered twice. An event is
+known by its id: the same id replayed is skipped, even after a restart. The
+sender's ``origin_server_ts`` is only shown (``!ping``), never used to order,
+window or date anything: an old event re-sent under a new id is a new message,
+handled now, by the bot's clock.
 
 Routing: membership events go to the ``on_member`` handlers, other state
-events to ``on_state``; a message is a command (the registry decides, and
-checks the sender's roles) or is offered to the ``on_message`` handlers in
-turn. Messages in a managed neighbourhood room from someone who is neither a
-member nor staff are not acted on (enforcement removes them).
+events to ``on_state``, reactions and redactions to theirs; a message is a
+command (the registry decides, and checks the sender's roles) or is offered to
+the ``on_message`` handlers in turn. Messages in a managed neighbourhood room
+from someone who is neither a member nor staff are not acted on (enforcement
+removes them).
 """
 
 from __future__ import annotations
@@ -182,6 +187,10 @@ class EventPipeline:
             for on_reaction in self._features.on_reaction:
                 await self._guarded(on_reaction(ctx), "reaction")
             return "reaction"
+        if event.type == "m.room.redaction":
+            for on_redaction in self._features.on_redaction:
+                await self._guarded(on_redaction(ctx), "redaction")
+            return "redaction"
         if event.type != "m.room.message" or event.msgtype not in MESSAGE_TYPES:
             return "ignored"
         if event.msgtype in TEXT_TYPES and not event.is_edit:

@@ -65,6 +65,13 @@ class RoomEvent:
         return isinstance(relates, Mapping) and relates.get("rel_type") == "m.replace"
 
     @property
+    def redacts(self) -> str | None:
+        """The event an ``m.room.redaction`` removes. Room version 11 puts it in ``content``;
+        Synapse copies it there for older versions too (since 1.89)."""
+        target = self.content.get("redacts")
+        return target if isinstance(target, str) and target else None
+
+    @property
     def in_reply_to(self) -> str | None:
         """The event this one replies to (``m.in_reply_to``), if it is well-formed."""
         relates = self.content.get("m.relates_to")

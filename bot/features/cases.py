@@ -182,6 +182,7 @@ def register(features: Features) -> None:
             assignee=case.assignee or "",
             text=case.text,
             truncated=case.text_truncated,
+            withdrawn=any(h.action == "withdrawn" for h in history),
             referred_to=authority_label(ctx.lang, case.referred_to or ""),
             outcome=case.outcome or "",
             history=[

@@ -19,7 +19,7 @@ from bot.domain.org import ManagedRoom
 from bot.domain.render import Language, UnknownMessageKey, text
 from bot.domain.tips import TipAnalysis
 from bot.features.context import Deps
-from bot.store import cases, intake, org
+from bot.store import cases, intake, org, taskforces
 from bot.store.cases import NewCase
 
 DUPLICATE_WINDOW_MS = 24 * 3_600_000
@@ -242,7 +242,28 @@ async def change_status(
     if new_status in rules.ANNOUNCED:
         await announce_outcome(deps, updated)
     await refresh_board(deps, updated)
+    await tell_task_forces(deps, case, updated, actor)
     return updated
+
+
+async def tell_task_forces(deps: Deps, before: Case, after: Case, actor: str) -> None:
+    """Post a linked case's new status in each open task force's room (no reporter)."""
+    for force in await taskforces.open_for_case(deps.conn, after.id):
+        assert force.room_id is not None
+        room = await org.room(deps.conn, force.room_id)
+        lang = room.language if room else deps.config.language
+        await deps.messenger.send(
+            force.room_id,
+            deps.render(
+                "taskforce.case_update",
+                lang,
+                number=after.number,
+                old=status_label(lang, before.status),
+                new=status_label(lang, after.status),
+                actor=actor,
+            ),
+            tag={"kind": "taskforce.case_update", "case": after.number},
+        )
 
 
 async def reopen(deps: Deps, case: Case, actor: str, reason: str) -> Case:

@@ -8,7 +8,11 @@
 * A DM from a verified member is a private case; ``!tip anonymous …`` (or
   ``!anonymous on`` in the DM) hides the reporter behind a pseudonym.
 * Replies to a tip or to the bot's acknowledgement add notes and evidence to
-  the case; photos sent around a tip are attached to it.
+  the case; photos sent around a tip are attached to it. A reply counts only in
+  the room of the message it points at, and only the reporter answers the
+  question about their own message.
+* An edit of a logged tip is kept as its edit history; the reporter deleting
+  it withdraws it (``on_redaction``): the police keep the text.
 * ``!tip`` logs any message (or the one it replies to); ``!log call|visit``
   records reports that came by phone or in person; ``!case ask`` relays a
   question to the reporter and their answer back.
@@ -24,6 +28,7 @@ from bot.domain.roles import MEMBERS_AND_STAFF, OFFICERS, Role
 from bot.domain.tips import CATEGORIES, TipAnalysis, analyse
 from bot.features.casework import category_label, open_case
 from bot.features.context import CommandContext, EventContext
+from bot.features.onboarding import notify_officers
 from bot.features.registry import Features
 from bot.features.scope import officer_station, options
 from bot.store import cases, intake, kv, org
@@ -236,13 +241,17 @@ async def on_message(ctx: EventContext) -> bool:
     )
     target = relation_target(event)
     if target is not None:
-        pending = await intake.question_for(deps.conn, target)
+        pending = await intake.question_for(
+            deps.conn, target, room_id=event.room_id, reporter=ctx.sender
+        )
         answer = rules.yes_or_no(event.body)
         if pending is not None and answer is not None:
             await answer_question(ctx, pending, answer)
             return True
         found = await cases.case_of_event(deps.conn, target)
-        if found is not None:
+        # A reply names its target by id only: a case from another room (another
+        # neighbourhood, someone else's direct chat) is not this conversation's.
+        if found is not None and found[0].room_id == event.room_id:
             await add_to_case(ctx, found[0])
             return True
     asked = await intake.open_question(
@@ -300,7 +309,7 @@ async def _edited(ctx: EventContext) -> None:
     if not isinstance(target, str):
         return
     case = await cases.by_event(ctx.deps.conn, target)
-    if case is None or case.reporter != ctx.sender:
+    if case is None or case.reporter != ctx.sender or case.room_id != ctx.event.room_id:
         return
     new = ctx.event.content.get("m.new_content")
     body = new.get("body") if isinstance(new, dict) else None
@@ -309,6 +318,47 @@ async def _edited(ctx: EventContext) -> None:
         await cases.add_event(
             ctx.deps.conn, case.id, ctx.sender, "edited", None, None, text, ctx.now_ms
         )
+
+
+async def on_redaction(ctx: EventContext) -> None:
+    """A reporter deleting their own tip withdraws it; the case keeps the text for the police.
+
+    Deleting a message in Matrix removes it for everyone, but a report the police have
+    logged is a record: the case keeps the text as received and its history gains
+    "withdrawn" by the reporter, which ``!case N`` shows; the station's officers are told
+    (case number only). The group room is not told — announcing it would tie the person
+    who deleted a message to the case — and the bot's acknowledgement stays.
+
+    Only the author's own deletion counts: a moderator removing a message is moderation,
+    and the case is unchanged. Deleting a message the bot has not logged withdraws it
+    too: an open "shall I log this?" is closed (a later "yes" logs nothing) and the bot
+    forgets the message, so ``!tip`` in reply to it cannot log it either.
+    """
+    deps, event = ctx.deps, ctx.event
+    target = event.redacts
+    if target is None:
+        return
+    case = await cases.by_event(deps.conn, target)
+    if case is None:
+        original = await intake.message(deps.conn, target)
+        if original is None or original.sender != ctx.sender or original.room_id != event.room_id:
+            return
+        await intake.close_question(deps.conn, target, "declined")
+        await intake.forget(deps.conn, target)
+        return
+    if case.reporter != ctx.sender or case.room_id != event.room_id:
+        return
+    if any(h.action == "withdrawn" for h in await cases.history(deps.conn, case.id)):
+        return
+    await cases.add_event(deps.conn, case.id, ctx.sender, "withdrawn", None, None, None, ctx.now_ms)
+    await deps.audit.record(ctx.sender, "case.withdrawn", target=case.number, room_id=event.room_id)
+    await notify_officers(
+        deps,
+        case.station_id,
+        "intake.withdrawn_notice",
+        mentions=[case.assignee] if case.assignee else [],
+        number=case.number,
+    )
 
 
 async def _attach_to_recent(ctx: EventContext) -> bool:
@@ -357,6 +407,7 @@ def register(features: Features) -> None:
     commands = features.commands
     features.on_message.append(on_message)
     features.on_reaction.append(on_reaction)
+    features.on_redaction.append(on_redaction)
 
     @commands.command(
         "tip",
@@ -376,7 +427,7 @@ def register(features: Features) -> None:
         target = ctx.event.in_reply_to
         if not body.strip() and target:
             original = await intake.message(ctx.deps.conn, target)
-            if original is None:
+            if original is None or original.room_id != ctx.event.room_id:
                 await ctx.reply("intake.forgotten")
                 return
             await log_tip(

@@ -30,6 +30,7 @@ class Features:
     on_member: list[EventHandler] = field(default_factory=list)
     on_state: list[EventHandler] = field(default_factory=list)
     on_reaction: list[EventHandler] = field(default_factory=list)
+    on_redaction: list[EventHandler] = field(default_factory=list)
     hooks: dict[str, FeatureHook] = field(default_factory=dict)
     on_invite: list[InviteHandler] = field(default_factory=list)
 

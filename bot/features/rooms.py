@@ -31,6 +31,7 @@ from bot.domain.org import (
 )
 from bot.domain.render import Language
 from bot.domain.roles import OFFICERS, STAFF
+from bot.features import federation
 from bot.features.context import CommandContext, Deps, EventContext
 from bot.features.ports import RoomStateReader
 from bot.features.registry import Features
@@ -354,6 +355,7 @@ async def reconcile_room(
     """Queue what brings ``room`` back to policy; returns the changes (empty: nothing drifted)."""
     policy = policy_for(deps, room)
     state = room_policy.RoomState.from_events(state_events)
+    await federation.remember_state(deps.conn, room.room_id, state_events)
     # Encryption is never switched off; it is switched on when config asks for it.
     fixes = room_policy.fixes(
         state,

@@ -407,12 +407,15 @@ def _convert(room_id: str, ev: dict[str, Any]) -> RoomEvent | None:
     ts = ev.get("origin_server_ts")
     state_key = ev.get("state_key")
     unsigned = ev.get("unsigned")
+    body = dict(content) if isinstance(content, dict) else {}
+    if etype == "m.room.redaction" and "redacts" not in body and isinstance(ev.get("redacts"), str):
+        body["redacts"] = ev["redacts"]  # rooms before v11 keep it outside the content
     return RoomEvent(
         event_id=event_id,
         room_id=room_id,
         sender=sender,
         type=etype,
-        content=content if isinstance(content, dict) else {},
+        content=body,
         origin_server_ts=ts if isinstance(ts, int) else 0,
         state_key=state_key if isinstance(state_key, str) else None,
         unsigned=unsigned if isinstance(unsigned, dict) else {},

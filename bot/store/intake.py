@@ -81,6 +81,11 @@ async def media_before(
     return [_recent(r) for r in await cur.fetchall()]
 
 
+async def forget(conn: Connection, event_id: str) -> None:
+    """A message its author deleted before it was logged is not kept for a later ``!tip``."""
+    await conn.execute("DELETE FROM recent_messages WHERE event_id = ?", (event_id,))
+
+
 async def prune(conn: Connection, now: int) -> None:
     await conn.execute("DELETE FROM recent_messages WHERE at < ?", (now - RECENT_KEEP_MS,))
 
@@ -114,12 +119,16 @@ async def open_question(conn: Connection, room_id: str, reporter: str, since: in
     return str(row[0]) if row else None
 
 
-async def question_for(conn: Connection, bot_event_id: str) -> str | None:
-    """The tip event a question of the bot (by its event id) was about."""
+async def question_for(
+    conn: Connection, bot_event_id: str, *, room_id: str | None = None, reporter: str | None = None
+) -> str | None:
+    """The tip event a question of the bot (by its event id) was about; with ``room_id`` and
+    ``reporter``, only a question asked there, of them."""
     cur = await conn.execute(
         "SELECT c.event_id FROM confirmations c JOIN outbox o ON o.id = c.question_row"
-        " WHERE o.event_id = ? AND c.status = 'open'",
-        (bot_event_id,),
+        " WHERE o.event_id = ? AND c.status = 'open'"
+        " AND c.room_id = COALESCE(?, c.room_id) AND c.reporter = COALESCE(?, c.reporter)",
+        (bot_event_id, room_id, reporter),
     )
     row = await cur.fetchone()
     return str(row[0]) if row else None

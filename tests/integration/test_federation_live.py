@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -156,3 +158,99 @@ async def test_two_bots_post_their_sections_into_the_district_room_on_its_server
             assert bot.process.query("SELECT external FROM rooms WHERE room_id = ?", (room,)) == [
                 (1,)
             ]
+
+
+async def test_a_task_force_spans_servers_and_keeps_residents_out(
+    federated: tuple[Homeserver, Homeserver],
+    make_bot: Callable[..., BotUnderTest],
+) -> None:
+    a, b = federated
+    station = await open_station(a, make_bot, on(a))
+    async with (
+        station.officer,
+        register(b, "chen").client() as chen,
+        register(b, "resident").client() as resident,
+    ):
+        await station.command(f'!log call "{TIP.format(9)}" reporter="Zhang San"', "Logged")
+        [(number,)] = station.bot.process.query("SELECT number FROM cases")
+        reply = await station.command(
+            f'!taskforce create "Firecracker ring" case={number} {chen.user_id}',
+            "is ready",
+            timeout=60,
+        )
+        assert "TF-" in reply
+        [(room,)] = station.bot.process.query("SELECT room_id FROM taskforces")
+
+        # The officer on server B is invited across servers and reads the case summary.
+        async def chen_in() -> bool:
+            return await chen.try_join(room)
+
+        await wait_until(chen_in, timeout=60, what="the remote officer in the task force")
+        summary = await chen.wait_text(room, station.bot_id, number)
+        assert "fire hazard" in summary and "Zhang San" not in summary
+
+        # A status change of the linked case reaches the room (and server B).
+        await station.command(f"!case investigate {number}", "investigating")
+        await chen.wait_text(room, station.bot_id, f"{number}: new → investigating", timeout=60)
+
+        # Chen invites a resident from their own server: the bot withdraws it; a join fails.
+        status, body = await chen.invite(room, resident.user_id)
+        assert status == 200, body
+        await chen.wait_text(room, station.bot_id, "not a member of this task force", timeout=60)
+
+        async def kept_out() -> bool:
+            return resident.user_id not in await chen.joined_members(room) and not (
+                await resident.try_join(room)
+            )
+
+        await wait_until(kept_out, timeout=60, what="the resident to be kept out")
+        assert station.bot.process.query(
+            "SELECT target FROM audit_log WHERE action = 'taskforce.removed'"
+        ) == [(resident.user_id,)]
+
+
+async def test_a_peer_server_down_for_30_s_misses_nothing_and_gets_nothing_twice(
+    federated: tuple[Homeserver, Homeserver],
+    make_bot: Callable[..., BotUnderTest],
+) -> None:
+    a, b = federated
+    station = await open_station(a, make_bot, on(a))
+    async with (
+        station.officer,
+        register(b, "far").client() as far,
+        register(a, "near").client() as near,
+    ):
+        room = await station.managed_room("out", "residents", name="Outage Court")
+        await station.enrol(far, "out/residents", room, "Far Resident")
+        await station.enrol(near, "out/residents", room, "Near Resident")
+
+        b.stop()
+        try:
+            started = time.monotonic()
+            for n in range(3):
+                await station.command(f'!alert out/residents "Outage notice {n}"', "A-")
+                await near.send_text(room, TIP.format(100 + n))
+                await near.wait_text(room, station.bot_id, f"building {100 + n}", timeout=30)
+            await asyncio.sleep(max(0.0, 30 - (time.monotonic() - started)))
+        finally:
+            b.start()
+        # Life goes on after B is back; B's resident gets everything, each once.
+        await near.send_text(room, TIP.format(200))
+        expected = [("ALERT", f"Outage notice {n}") for n in range(3)] + [
+            ("Logged as case", f"building {n}") for n in (100, 101, 102, 200)
+        ]
+
+        def count(texts: list[str], kind: str, detail: str) -> int:
+            return sum(kind in t and detail in t for t in texts)
+
+        async def all_arrived() -> bool:
+            texts = await far.texts_from(room, station.bot_id)
+            return all(count(texts, *e) for e in expected)
+
+        await wait_until(all_arrived, timeout=120, what="B's resident to catch up")
+        events = [ev for ev in await far.messages(room) if ev.get("sender") == station.bot_id]
+        ids = [ev["event_id"] for ev in events]
+        assert len(ids) == len(set(ids))
+        texts = [str(ev["content"].get("body", "")) for ev in events]
+        for wanted in expected:
+            assert count(texts, *wanted) == 1, (wanted, texts)

@@ -54,3 +54,16 @@ def test_a_profile_change_of_the_bot_is_not_a_new_join() -> None:
 def test_malformed_events_are_dropped_not_fatal() -> None:
     raw: list[dict[str, Any]] = [{"type": "m.room.message"}, {"event_id": 3}, msg("$ok")]
     assert ids(raw) == ["$ok"]
+
+
+def test_a_redaction_names_its_target_in_the_content_in_every_room_version() -> None:
+    old_style = {
+        "event_id": "$r1",
+        "sender": "@li:hs",
+        "type": "m.room.redaction",
+        "redacts": "$tip",
+        "content": {"reason": "oops"},
+    }
+    v11 = {**old_style, "event_id": "$r2", "content": {"redacts": "$tip2"}}
+    events = events_to_handle("!r:hs", [old_style, v11], BOT)
+    assert [ev.content.get("redacts") for ev in events] == ["$tip", "$tip2"]
