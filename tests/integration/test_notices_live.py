@@ -3,6 +3,7 @@ target rooms, sightings reach only the officer, "found" and expiry clean up afte
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Callable
 from typing import Any
@@ -191,3 +192,56 @@ async def test_wanted_notice_photo_sightings_found_and_expiry(
         assert station.bot.process.query("SELECT status FROM notices WHERE number = 'W-2'") == [
             ("expired",)
         ]
+
+
+async def test_bot_killed_mid_fanout_posts_every_room_exactly_once(
+    homeserver: Homeserver,
+    account: Callable[[str], Account],
+    make_bot: Callable[..., BotUnderTest],
+) -> None:
+    # One write at a time, so that a kill lands with some rooms done and others not.
+    station = await open_station(homeserver, make_bot, account, outbox={"concurrency": 1})
+    async with station.officer:
+        bot = station.bot_id
+        process = station.bot.process
+        rooms = await station.many_rooms(
+            10, ["residents", "guards", "committee", "shops", "property"]
+        )
+        assert len(rooms) == 50
+
+        sent_sql = (
+            "SELECT COUNT(*) FROM notice_posts p JOIN outbox o ON o.id = p.card_row"
+            " JOIN notices n ON n.id = p.notice_id WHERE n.number = 'A-1' AND o.status = 'sent'"
+        )
+
+        def cards_sent() -> int:
+            return int(process.query(sent_sql)[0][0])
+
+        await station.officer.send_text(station.dm, '!alert station "Water off in all estates"')
+
+        async def some_sent() -> bool:
+            return cards_sent() >= 5
+
+        await wait_until(some_sent, timeout=60, interval=0.01, what="the first cards")
+        process.kill()
+        at_kill = cards_sent()
+        assert at_kill < 50, "the kill must land in the middle of the fan-out"
+
+        process.start()
+
+        async def all_sent() -> bool:
+            return cards_sent() == 50
+
+        await wait_until(all_sent, timeout=120, what="the rest of the fan-out")
+        await asyncio.sleep(2)  # a duplicate would have a chance to show up
+
+        login = homeserver.login(bot.split(":")[0][1:], station.bot.account.password)
+        async with TestUser(homeserver.url, bot, login["access_token"]) as reader:
+            for room in rooms:
+                cards = [
+                    ev
+                    for ev in await reader.messages(room)
+                    if ev.get("sender") == bot and "Water off" in ev["content"].get("body", "")
+                ]
+                assert len(cards) == 1, f"{len(cards)} copies of the alert in {room}"
+        assert process.query("SELECT COUNT(*) FROM notice_posts") == [(50,)]

@@ -8,7 +8,7 @@ create a neighbourhood room, enrol a resident.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,35 @@ class Station:
 
         await wait_until(joined, timeout=30, what="the officer's invitation to the new room")
         return room_id
+
+    async def many_rooms(
+        self, neighbourhoods: int, audiences: Sequence[str], *, prefix: str = "estate"
+    ) -> list[str]:
+        """Create ``neighbourhoods`` × ``audiences`` managed rooms as an officer would, typing
+        the commands one after another without waiting for each answer; return their ids."""
+        slugs = [f"{prefix}{i}" for i in range(neighbourhoods)]
+        for slug in slugs:
+            await self.officer.send_text(self.dm, f'!neighbourhood add {slug} "{slug}" lang=en')
+        for slug in slugs:
+            for audience in audiences:
+                await self.officer.send_text(self.dm, f"!room create {slug} {audience}")
+        wanted = neighbourhoods * len(audiences)
+        found: list[str] = []
+        marks = ",".join("?" * len(slugs))
+
+        async def created() -> bool:
+            found[:] = [
+                str(row[0])
+                for row in self.bot.process.query(
+                    "SELECT r.room_id FROM rooms r JOIN neighbourhoods n"
+                    f" ON n.id = r.neighbourhood_id WHERE n.slug IN ({marks})",
+                    tuple(slugs),
+                )
+            ]
+            return len(found) >= wanted
+
+        await wait_until(created, timeout=60 + wanted, interval=0.5, what=f"{wanted} rooms")
+        return found
 
     async def enrol(
         self, resident: TestUser, ref: str, room_id: str, name: str, extra: str = ""
