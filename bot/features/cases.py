@@ -92,6 +92,18 @@ async def _transition(
     return await change_status(ctx.deps, case, wanted, ctx.sender, **kwargs)  # type: ignore[arg-type]
 
 
+async def _case_pair(ctx: CommandContext, parsed: ParsedCommand) -> tuple[Case, Case] | None:
+    """``<number> <other number>``: a case the officer may change and another case."""
+    (ref, other_ref), _ = options(parsed.args, (), positional=2)
+    case = await _officer_case(ctx, ref)
+    other = await find_case(ctx, other_ref) if case else None
+    if case is None or other is None:
+        return None
+    if other.id == case.id:
+        raise UsageError(key="usage.same_case")
+    return case, other
+
+
 def register(features: Features) -> None:
     commands = features.commands
 
@@ -289,13 +301,10 @@ def register(features: Features) -> None:
         help_zh="将案件作为另一案件的重复件结案。",
     )
     async def duplicate(ctx: CommandContext, parsed: ParsedCommand) -> None:
-        (ref, other_ref), _ = options(parsed.args, (), positional=2)
-        case = await _officer_case(ctx, ref)
-        other = await find_case(ctx, other_ref) if case else None
-        if case is None or other is None:
+        pair = await _case_pair(ctx, parsed)
+        if pair is None:
             return
-        if other.id == case.id:
-            raise UsageError(key="usage.same_case")
+        case, other = pair
         await cases.link(ctx.deps.conn, case.id, other.id, "link", ctx.sender, ctx.now_ms)
         updated = await _transition(ctx, case, "duplicate", duplicate_of=other)
         if updated is not None:
@@ -421,13 +430,10 @@ def register(features: Features) -> None:
         help_zh="关联两个相关案件。",
     )
     async def link(ctx: CommandContext, parsed: ParsedCommand) -> None:
-        (ref, other_ref), _ = options(parsed.args, (), positional=2)
-        case = await _officer_case(ctx, ref)
-        other = await find_case(ctx, other_ref) if case else None
-        if case is None or other is None:
+        pair = await _case_pair(ctx, parsed)
+        if pair is None:
             return
-        if other.id == case.id:
-            raise UsageError(key="usage.same_case")
+        case, other = pair
         await cases.link(ctx.deps.conn, case.id, other.id, "link", ctx.sender, ctx.now_ms)
         await cases.add_event(
             ctx.deps.conn, case.id, ctx.sender, "linked", None, other.number, None, ctx.now_ms
