@@ -31,7 +31,7 @@ CATEGORIES = (
 Hotline = Literal["110", "119", "120"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TipAnalysis:
     is_tip: bool
     category: str | None  # one of CATEGORIES when is_tip
@@ -40,6 +40,32 @@ class TipAnalysis:
     identifiers: tuple[str, ...]  # licence plates and mobile numbers, as written
     confidence: float  # 0..1 that this is a tip; is_tip == (confidence >= 0.5)
     hotlines: tuple[Hotline, ...] = ()  # for emergencies: whom to call, most relevant first
+
+    def __init__(
+        self,
+        is_tip: bool,
+        category: str | None,
+        emergency: bool,
+        location: str | None,
+        identifiers: tuple[str, ...],
+        confidence: float,
+        hotlines: tuple[Hotline, ...] = (),
+    ) -> None:
+        # The generated __init__ of a frozen dataclass sets each field through
+        # object.__setattr__; one is built per message, so set __dict__ at once.
+        object.__setattr__(
+            self,
+            "__dict__",
+            {
+                "is_tip": is_tip,
+                "category": category,
+                "emergency": emergency,
+                "location": location,
+                "identifiers": identifiers,
+                "confidence": confidence,
+                "hotlines": hotlines,
+            },
+        )
 
 
 def locate(text: str) -> str | None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from typing import cast
 
@@ -39,10 +39,12 @@ from bot.domain.tips import CATEGORIES, Hotline, TipAnalysis
 from bot.domain.tips.identifiers import find_identifiers
 from bot.domain.tips.identifiers import rules as identifier_rules
 from bot.domain.tips.lexicon import (
+    WORD_CHAR,
     Hit,
     LexiconError,
     Normaliser,
     Scanner,
+    TermInfo,
     categories_used,
     collect_terms,
     compile_scanner,
@@ -129,28 +131,45 @@ def normalise(text: str) -> str:
     return _lexicon().normalise(text)
 
 
-@dataclass(slots=True)
 class Evidence:
     """What the lexicons found in one message, and the scores derived from it."""
 
-    cats: dict[str, float] = field(default_factory=dict)
-    strongest: dict[str, float] = field(default_factory=dict)  # best single cue per category
-    ctx: dict[str, float] = field(default_factory=dict)
-    neg_max: dict[str, float] = field(default_factory=dict)
-    neg_sum: dict[str, float] = field(default_factory=dict)
-    acute: set[str] = field(default_factory=set)
-    now: int = 0
-    past: bool = False
-    done: bool = False
-    places_zh: set[str] = field(default_factory=set)  # place words found, as listed
-    places_en: set[str] = field(default_factory=set)
-    category: str | None = None  # strongest category (ties: category_order)
-    best: float = 0.0  # its evidence
-    base: float = 0.0  # tip score before the place / identifier bonuses
+    __slots__ = (
+        "acute",
+        "base",
+        "best",
+        "category",
+        "cats",
+        "ctx",
+        "done",
+        "neg_max",
+        "neg_sum",
+        "now",
+        "past",
+        "places_en",
+        "places_zh",
+        "strongest",
+    )
+
+    def __init__(self) -> None:  # by hand: one of these per message
+        self.cats: dict[str, float] = {}
+        self.strongest: dict[str, float] = {}  # best single cue per category
+        self.ctx: dict[str, float] = {}
+        self.neg_max: dict[str, float] = {}
+        self.neg_sum: dict[str, float] = {}
+        self.acute: set[str] = set()
+        self.now = 0
+        self.past = False
+        self.done = False
+        self.places_zh: set[str] = set()  # place words found, as listed
+        self.places_en: set[str] = set()
+        self.category: str | None = None  # strongest category (ties: category_order)
+        self.best = 0.0  # its evidence
+        self.base = 0.0  # tip score before the place / identifier bonuses
 
     def finish(self, rank: Mapping[str, int]) -> Evidence:
         cats = self.cats
-        if cats.get("burglary", 0.0) >= BURGLARY_RULING and "theft" in cats:
+        if "theft" in cats and cats.get("burglary", 0.0) >= BURGLARY_RULING:
             # Guideline §2: entering premises to steal is burglary.  With a clear premises
             # cue (a forced door, a flat turned over) the stealing words count for it.
             cats["burglary"] += min(max(cats["theft"], 0.0), 3.0)
@@ -169,11 +188,13 @@ class Evidence:
                 if mine > theirs or (mine == theirs and rank[cat] < rank[category]):
                     category = cat
         negative = 0.0
-        for name, worst in self.neg_max.items():
-            rest = self.neg_sum[name] - worst
-            negative += max(worst + NEG_REPEAT * rest, NEG_REPEAT_CAP * worst)
-        negative = max(negative, NEG_FLOOR)
-        context = min(sum(self.ctx.values()), CTX_CAP)
+        if self.neg_max:
+            neg_sum = self.neg_sum
+            for name, worst in self.neg_max.items():
+                rest = neg_sum[name] - worst
+                negative += max(worst + NEG_REPEAT * rest, NEG_REPEAT_CAP * worst)
+            negative = max(negative, NEG_FLOOR)
+        context = min(sum(self.ctx.values()), CTX_CAP) if self.ctx else 0.0
         self.category, self.best = category, best
         if category is None:
             self.base = -5.0 + context + negative
@@ -182,31 +203,82 @@ class Evidence:
         return self
 
 
-def gather(norm: str) -> Evidence:
-    lex = _lexicon()
+def gather(norm: str, lex: _Lexicon | None = None) -> Evidence:
+    """Evidence from both scanners (each only on text with characters of its script).
+
+    Without any category evidence (negated or not) the result is left unscored
+    (``category`` None): such a message is never a tip."""
+    if lex is None:
+        lex = _lexicon()
     ev = Evidence()
-    hits_zh: list[Hit] = []
-    hits_en: list[Hit] = []
-    part = norm
+    has_cats = False
     if not norm.isascii():
+        part = norm
         # Chinese terms are made of non-ASCII characters: in mostly-ASCII text, scan only
         # the non-ASCII runs (a plate's province character, a quoted Chinese word).
         # (UTF-8 length - length ≈ 2 × the number of CJK characters.)
-        if (len(norm.encode("utf-8", "surrogatepass")) - len(norm)) * 3 < 2 * len(norm):
+        size = len(norm)
+        if (len(norm.encode("utf-8", "surrogatepass")) - size) * 3 < 2 * size:
             part = " " + " ".join(_NON_ASCII_RUN.findall(norm)) + " "
-        hits_zh = lex.zh.scan(part)
+        has_cats = _evidence(ev, lex.zh, part, False)
     if _HAS_LATIN.search(norm):
-        hits_en = lex.en.scan(norm)
-    for _, _, info in hits_zh + hits_en:
-        if info.cats:
-            break
-    else:
+        has_cats = _evidence(ev, lex.en, norm, True) or has_cats
+    if not has_cats:
         return ev  # no category evidence: never a tip, context is irrelevant
-    if hits_zh:
-        _collect(ev, hits_zh, part, False)
-    if hits_en:
-        _collect(ev, hits_en, norm, True)
     return ev.finish(lex.rank)
+
+
+def _evidence(ev: Evidence, scanner: Scanner, norm: str, latin: bool) -> bool:
+    """Add the features of the terms ``scanner`` finds in ``norm`` to ``ev`` (literals,
+    then patterns, as ``Scanner.scan`` lists them); True when one has category evidence
+    (even negated).  Hot path: ``_collect`` inlined for literals."""
+    literals = scanner.literals
+    cats, strongest = ev.cats, ev.strongest
+    places = ev.places_en if latin else ev.places_zh
+    has_cats = False
+    # no negation word anywhere: no term is negated (see _negated)
+    maybe_negated = latin and ("no" in norm or "n't" in norm or "without" in norm)
+    for term in scanner.terms(norm):
+        info = literals[term]
+        if info.anchored and WORD_CHAR.search(norm, 0, norm.find(term)):
+            continue
+        if info.places:
+            places.update(info.places)
+        if info.negatable:
+            if info.cats:
+                has_cats = True
+            start = norm.find(term)
+            if start <= 0:
+                negated = False
+            elif latin:
+                negated = maybe_negated and _negated(norm, start, True)
+            else:  # _negated, inlined
+                last = norm[start - 1]
+                negated = last in _ZH_NEGATOR_ENDS or (
+                    last in _ZH_NEGATOR_SECOND and norm[start - 2 : start] in _ZH_NEGATOR_PAIRS
+                )
+            if not negated:
+                for name, w in info.cats:
+                    cats[name] = cats.get(name, 0.0) + w
+                    if w > strongest.get(name, 0.0):
+                        strongest[name] = w
+                if info.acute:
+                    ev.acute.update(info.acute)
+        if info.extra:
+            _extra(ev, info)
+    if scanner.pattern_regex is not None:
+        hits = scanner.pattern_hits(norm)
+        if hits:
+            _collect(ev, hits, norm, latin)
+            has_cats = has_cats or any(info.cats for _, _, info in hits)
+    return has_cats
+
+
+_ZH_NEGATOR_ENDS = frozenset(n[-1] for n in _NEGATORS_ZH if len(n) == 1)
+_ZH_NEGATOR_PAIRS = frozenset(n for n in _NEGATORS_ZH if len(n) == 2)
+_ZH_NEGATOR_SECOND = frozenset(n[-1] for n in _ZH_NEGATOR_PAIRS)
+if any(not 1 <= len(n) <= 2 for n in _NEGATORS_ZH):  # what the two sets above cover
+    raise AssertionError("Chinese negators must have one or two characters")
 
 
 def _negated(norm: str, start: int, latin: bool) -> bool:
@@ -214,7 +286,10 @@ def _negated(norm: str, start: int, latin: bool) -> bool:
     if start <= 0:
         return False
     if not latin:
-        return norm[max(0, start - 2) : start].endswith(_NEGATORS_ZH)
+        last = norm[start - 1]
+        return last in _ZH_NEGATOR_ENDS or (
+            last in _ZH_NEGATOR_SECOND and norm[start - 2 : start] in _ZH_NEGATOR_PAIRS
+        )
     window = norm[max(0, start - 24) : start]
     if "no" not in window and "n't" not in window and "without" not in window:
         return False  # the usual case, decided without splitting
@@ -231,35 +306,43 @@ def _negated(norm: str, start: int, latin: bool) -> bool:
 
 
 def _collect(ev: Evidence, hits: list[Hit], norm: str, latin: bool) -> None:
-    """Add the features of ``hits`` to ``ev`` (hot path: kept flat on purpose)."""
-    cats, strongest, ctx = ev.cats, ev.strongest, ev.ctx
-    neg_max, neg_sum = ev.neg_max, ev.neg_sum
+    """Add the features of ``hits`` to ``ev`` (what ``_evidence`` does for literals)."""
+    cats, strongest = ev.cats, ev.strongest
     places = ev.places_en if latin else ev.places_zh
-    now, past, done = ev.now, ev.past, ev.done
     for start, _term, info in hits:
         if info.places:
             places.update(info.places)
-        if info.negatable and not _negated(norm, start, latin):
-            for name, w in info.cats:
-                cats[name] = cats.get(name, 0.0) + w
-                if w > strongest.get(name, 0.0):
-                    strongest[name] = w
-            if info.acute:
-                ev.acute.update(info.acute)
-        if info.ctx:
-            for name, w in info.ctx:
-                if w > ctx.get(name, 0.0):
-                    ctx[name] = w
-        if info.neg:
-            for name, w in info.neg:
-                if w < neg_max.get(name, 0.0):
-                    neg_max[name] = w
-                neg_sum[name] = neg_sum.get(name, 0.0) + w
-        if info.now > now:
-            now = info.now
-        past = past or info.past
-        done = done or info.done
-    ev.now, ev.past, ev.done = now, past, done
+        if info.negatable:
+            if not _negated(norm, start, latin):
+                for name, w in info.cats:
+                    cats[name] = cats.get(name, 0.0) + w
+                    if w > strongest.get(name, 0.0):
+                        strongest[name] = w
+                if info.acute:
+                    ev.acute.update(info.acute)
+        if info.extra:
+            _extra(ev, info)
+
+
+def _extra(ev: Evidence, info: TermInfo) -> None:
+    """Context, negative context and timing of one term."""
+    if info.ctx:
+        ctx = ev.ctx
+        for name, w in info.ctx:
+            if w > ctx.get(name, 0.0):
+                ctx[name] = w
+    if info.neg:
+        neg_max, neg_sum = ev.neg_max, ev.neg_sum
+        for name, w in info.neg:
+            if w < neg_max.get(name, 0.0):
+                neg_max[name] = w
+            neg_sum[name] = neg_sum.get(name, 0.0) + w
+    if info.now > ev.now:
+        ev.now = info.now
+    if info.past:
+        ev.past = True
+    if info.done:
+        ev.done = True
 
 
 def locate(text: str) -> str | None:
@@ -301,7 +384,9 @@ def is_emergency(ev: Evidence, category: str) -> bool:
     of the past ("there's a strong smell of gas") they are happening now.  Other dangers
     need a marker (现在, right now, still …) or an urgent call with no past marker.
     """
-    acute = ev.acute & (ACUTE_FOR.get(category, frozenset()) | ACUTE_ANY)
+    if not ev.acute:
+        return False
+    acute = ev.acute & _ACUTE_RELEVANT.get(category, ACUTE_ANY)
     if not acute or ev.done:
         return False
     if ev.now >= 2:
@@ -309,6 +394,9 @@ def is_emergency(ev: Evidence, category: str) -> bool:
     if ev.past:
         return False
     return ev.now == 1 or bool(acute & ACUTE_STATES)
+
+
+_ACUTE_RELEVANT = {category: kinds | ACUTE_ANY for category, kinds in ACUTE_FOR.items()}
 
 
 def hotlines_for(ev: Evidence, category: str) -> tuple[Hotline, ...]:
@@ -343,13 +431,23 @@ def analyse(text: str, lang: str | None = None) -> TipAnalysis:
     """
     if not isinstance(text, str) or not text or text.isspace():
         return NOT_A_TIP
-    _lexicon()  # a broken installation (lexicon files) must surface, not be hidden below
-    location_rules()
-    identifier_rules()
+    if not _loaded:
+        _load()  # a broken installation (lexicon files) must surface, not be hidden below
     try:
         return _analyse(text[:MAX_CHARS])
     except Exception:  # pragma: no cover - defensive: never fail on odd input
         return NOT_A_TIP
+
+
+_loaded = False
+
+
+def _load() -> None:
+    global _loaded
+    _lexicon()
+    location_rules()
+    identifier_rules()
+    _loaded = True
 
 
 @cache
@@ -359,7 +457,8 @@ def _not_a_tip(conf: float) -> TipAnalysis:
 
 
 def _analyse(text: str) -> TipAnalysis:
-    ev = gather(normalise(text))
+    lex = _lexicon()
+    ev = gather(lex.normalise(text), lex)
     category = ev.category
     if category is None:
         return NOT_A_TIP  # no category evidence at all
@@ -368,18 +467,20 @@ def _analyse(text: str) -> TipAnalysis:
         return _not_a_tip(round(confidence(ev.base), 3))
     idents = find_identifiers(text)
     location = best_location(
-        text, [(a, b) for a, b, _ in idents], list(ev.places_zh), list(ev.places_en)
+        text, [(a, b) for a, b, _ in idents] if idents else (), ev.places_zh, ev.places_en
     )
-    conf = round(confidence(score(ev, location is not None, bool(idents))), 3)
+    # score(ev, …), inlined
+    tip_score = ev.base + LOCATION_BONUS * (location is not None) + IDENTIFIER_BONUS * bool(idents)
+    conf = round(confidence(tip_score), 3)
     if conf < 0.5:
         return _not_a_tip(conf)
     emergency = is_emergency(ev, category)
     return TipAnalysis(
-        is_tip=True,
-        category=category,
-        emergency=emergency,
-        location=location,
-        identifiers=tuple(s for _, _, s in idents),
-        confidence=conf,
-        hotlines=hotlines_for(ev, category) if emergency else (),
+        True,
+        category,
+        emergency,
+        location,
+        tuple([s for _, _, s in idents]) if idents else (),
+        conf,
+        hotlines_for(ev, category) if emergency else (),
     )

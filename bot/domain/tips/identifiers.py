@@ -19,6 +19,9 @@ from bot.domain.tips.lexicon import LexiconError, read_yaml
 @dataclass(frozen=True)
 class IdentifierRules:
     either: re.Pattern[str]  # plate | mobile, one pass
+    # ASCII characters an identifier can start with, or None when not known: ASCII text
+    # with none of them has no identifier
+    ascii_starts: str | None = None
 
 
 @cache
@@ -31,15 +34,51 @@ def rules() -> IdentifierRules:
     plate = rf"[{re.escape(provinces)}][A-Z][{re.escape(separators)}\s]?[A-Z0-9]{{5,6}}(?![A-Z0-9])"
     mobile = str(data["mobile_pattern"])
     re.compile(mobile)  # fail early on a bad pattern
-    return IdentifierRules(re.compile(f"{plate}|{mobile}"))
+    first = _literal_start(mobile)  # plates start with a province
+    starts = None if first is None else "".join(c for c in provinces + first if c.isascii())
+    return IdentifierRules(re.compile(f"{plate}|{mobile}"), starts)
+
+
+def _literal_start(pattern: str) -> str | None:
+    """The character every match of ``pattern`` starts with, when it plainly has one: a
+    letter or digit, not quantified, and no "|" outside a group or class (else None)."""
+    if not pattern[:1].isalnum() or pattern[1:2] in ("?", "*", "+", "{"):
+        return None
+    depth = 0
+    in_class = escaped = False
+    for c in pattern:
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif in_class:
+            in_class = c != "]"  # (a "]" first in a class would end it here: conservative)
+        elif c == "[":
+            in_class = True
+        elif c in "()":
+            depth += 1 if c == "(" else -1
+        elif c == "|" and depth == 0:
+            return None
+    return pattern[0]
 
 
 def find_identifiers(text: str) -> list[tuple[int, int, str]]:
     """Every plate and mobile in ``text``: (start, end, string), in text order, no repeats."""
+    r = rules()
+    starts = r.ascii_starts
+    if starts is not None and text.isascii():
+        for c in starts:
+            if c in text:
+                break
+        else:
+            return []
+    found: list[str] = r.either.findall(text)
+    if not found:
+        return []
     out: list[tuple[int, int, str]] = []
     seen: set[str] = set()
     pos = 0
-    for s in rules().either.findall(text):
+    for s in found:
         start = text.find(s, pos)
         pos = start + len(s)
         if s not in seen:

@@ -27,7 +27,7 @@ Speed matters (tens of thousands of messages a second on one core), so:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -63,25 +63,35 @@ class TermInfo:
     done: bool
     negatable: bool  # has category or acute evidence a negation would cancel
     places: tuple[str, ...] = ()  # place words in this term (itself included), as listed
+    anchored: bool = False  # counts only at the start of a message
+    extra: bool = False  # has context, negative context or timing (any of the above)
 
     @staticmethod
-    def of(features: Sequence[Feature], places: tuple[str, ...] = ()) -> TermInfo:
+    def of(
+        features: Sequence[Feature], places: tuple[str, ...] = (), anchored: bool = False
+    ) -> TermInfo:
         now = 0
         for f in features:
             if f.kind == "time" and f.name == "now":
                 now = max(now, 2 if f.weight >= 2 else 1)
         cats = tuple((f.name, f.weight) for f in features if f.kind == "cat")
         acute = tuple(f.name for f in features if f.kind == "acute")
+        ctx = tuple((f.name, f.weight) for f in features if f.kind == "ctx")
+        neg = tuple((f.name, f.weight) for f in features if f.kind == "neg")
+        past = any(f.kind == "time" and f.name == "past" for f in features)
+        done = any(f.kind == "time" and f.name == "done" for f in features)
         return TermInfo(
             cats=cats,
-            ctx=tuple((f.name, f.weight) for f in features if f.kind == "ctx"),
-            neg=tuple((f.name, f.weight) for f in features if f.kind == "neg"),
+            ctx=ctx,
+            neg=neg,
             acute=acute,
             now=now,
-            past=any(f.kind == "time" and f.name == "past" for f in features),
-            done=any(f.kind == "time" and f.name == "done" for f in features),
+            past=past,
+            done=done,
             negatable=bool(cats or acute),
             places=places,
+            anchored=anchored,
+            extra=bool(ctx or neg or now or past or done),
         )
 
 
@@ -92,7 +102,7 @@ Hit = tuple[int, str, TermInfo]  # start, term, info
 # word starts are candidate positions for the regex engine).  Trailing punctuation
 # needs nothing: terms end with \b.
 _OPENER = re.compile(r"[\"'(\[{</\-—](?<![a-z0-9_].)(?=[a-z0-9])")
-_WORD_CHAR = re.compile(r"\w")
+WORD_CHAR = re.compile(r"\w")
 
 
 @dataclass(frozen=True)
@@ -104,16 +114,27 @@ class Normaliser:
     fixes: Mapping[str, str]
     needs_fix: re.Pattern[str]
     ascii_table: Mapping[int, str]  # the ASCII part of ``fixes``: str.translate's fast path
+    ascii_visible_fixes: str  # printable ASCII characters ``ascii_table`` changes
 
     def _fix(self, m: re.Match[str]) -> str:
         return self.fixes[m.group()]
 
     def __call__(self, text: str) -> str:
         if text.isascii():
-            text = text.translate(self.ascii_table).lower()
+            # translate is slow-ish: only when needed (control characters are not printable)
+            fix = not text.isprintable()
+            if not fix:
+                for c in self.ascii_visible_fixes:
+                    if c in text:
+                        fix = True
+                        break
+            if fix:
+                text = text.translate(self.ascii_table)
+            text = text.lower()
         else:
             text = self.needs_fix.sub(self._fix, text).lower()
-        text = _OPENER.sub(_space_after, text)
+        if _OPENER.search(text) is not None:  # rare: a search is cheaper than a sub
+            text = _OPENER.sub(_space_after, text)
         return " " + " ".join(text.split()) + " "
 
 
@@ -145,7 +166,10 @@ def load_normaliser() -> Normaliser:
     }
     if any(k.isascii() and not (len(v) == 1 and v.isascii()) for k, v in fixes.items()):
         raise LexiconError("normalise: an ASCII character must map to one ASCII character")
-    return Normaliser(fixes, re.compile(f"[{chars}]"), ascii_table)
+    visible = "".join(
+        chr(k) for k, v in ascii_table.items() if chr(k) != v and chr(k).isprintable()
+    )
+    return Normaliser(fixes, re.compile(f"[{chars}]"), ascii_table, visible)
 
 
 @dataclass(frozen=True)
@@ -160,17 +184,21 @@ class Scanner:
     anchored: frozenset[str]  # terms that count only at the start of a message
     inside: Mapping[str, frozenset[str]]  # term → shorter terms inside it (multi-bucket)
 
-    def scan(self, text: str) -> list[Hit]:
-        """Distinct terms and patterns found in ``text`` with the position of their first
-        occurrence (-1 when nobody needs it).  Literals inside a longer literal found too
-        are dropped (the longer term carries their timing and context features)."""
-        literals = self.literals
-        anchored = self.anchored
-        found: list[str] = []
-        for rx in self.literal_regexes:
-            found += rx.findall(text)
-        if len(found) > 1 and self.inside:
-            inside = self.inside
+    def terms(self, text: str) -> Iterable[str]:
+        """The distinct literals found in ``text`` (keys of ``literals``), in a fixed
+        order, without those inside a longer literal found too (the longer term carries
+        their timing and context features).  Anchored terms are not checked here."""
+        regexes = self.literal_regexes
+        if len(regexes) == 1:
+            found: list[str] = regexes[0].findall(text)
+        else:
+            found = []
+            for rx in regexes:
+                found += rx.findall(text)
+        if len(found) < 2:
+            return found
+        inside = self.inside
+        if inside:
             hidden: set[str] = set()
             for term in found:
                 parts = inside.get(term)
@@ -178,27 +206,42 @@ class Scanner:
                     hidden.update(parts)
             if hidden:
                 found = [t for t in found if t not in hidden]
+        return dict.fromkeys(found)
+
+    def scan(self, text: str) -> list[Hit]:
+        """Distinct terms and patterns found in ``text`` with the position of their first
+        occurrence (-1 when nobody needs it): ``terms``, then ``pattern_hits``."""
+        literals = self.literals
         hits: list[Hit] = []
-        for term in dict.fromkeys(found):
+        for term in self.terms(text):
             info = literals[term]
-            start = text.find(term) if info.negatable or term in anchored else -1
-            if term in anchored and _WORD_CHAR.search(text, 0, start):
+            start = text.find(term) if info.negatable or info.anchored else -1
+            if info.anchored and WORD_CHAR.search(text, 0, start):
                 continue
             hits.append((start, term, info))
         if self.pattern_regex is not None:
-            seen: set[str] = set()
-            by_first = self.patterns_by_first
-            for matched in self.pattern_regex.findall(text):
-                # which pattern matched: those with the same first character(s)
-                group = by_first.get(matched[:2]) or by_first.get(matched[:1], ())
-                for compiled, source, info in group:
-                    if source in seen or compiled.fullmatch(matched) is None:
-                        continue
-                    seen.add(source)
-                    start = text.find(matched)
-                    if not (source in anchored and _WORD_CHAR.search(text, 0, start)):
-                        hits.append((start, source, info))
-                    break
+            hits += self.pattern_hits(text)
+        return hits
+
+    def pattern_hits(self, text: str) -> list[Hit]:
+        """Distinct patterns found in ``text``, with the position of their first match."""
+        hits: list[Hit] = []
+        if self.pattern_regex is None:
+            return hits
+        seen: set[str] = set()
+        by_first = self.patterns_by_first
+        anchored = self.anchored
+        for matched in self.pattern_regex.findall(text):
+            # which pattern matched: those with the same first character(s)
+            group = by_first.get(matched[:2]) or by_first.get(matched[:1], ())
+            for compiled, source, info in group:
+                if source in seen or compiled.fullmatch(matched) is None:
+                    continue
+                seen.add(source)
+                start = text.find(matched)
+                if not (source in anchored and WORD_CHAR.search(text, 0, start)):
+                    hits.append((start, source, info))
+                break
         return hits
 
 
@@ -518,7 +561,9 @@ def compile_scanner(
     literal_regexes = trie_regexes(trie_words, latin)
     return Scanner(
         literal_regexes=literal_regexes,
-        literals={w: TermInfo.of(f, contained.get(w, ())) for w, f in literals.items()},
+        literals={
+            w: TermInfo.of(f, contained.get(w, ()), w in anchored) for w, f in literals.items()
+        },
         pattern_regex=pattern_regex,
         patterns_by_first={k: tuple(v) for k, v in by_first.items()},
         anchored=frozenset(anchored),

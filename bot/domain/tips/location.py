@@ -18,7 +18,7 @@ are not used.  Vocabulary comes from the ``location`` sections of the lexicons.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -304,11 +304,15 @@ def _mod_start(low: str, start: int, mods: frozenset[str]) -> int:
     """Start of up to two modifier words (north, fire, bike …) right before ``start``."""
     pos = start
     for _ in range(2):
-        if pos < 2 or low[pos - 1] not in " -":
+        if pos < 2:
             break
-        word_start = max(low.rfind(" ", 0, pos - 1), low.rfind("-", 0, pos - 1)) + 1
-        word = low[word_start : pos - 1]
-        if word not in mods:
+        sep = low[pos - 1]
+        if sep != " " and sep != "-":
+            break
+        space = low.rfind(" ", 0, pos - 1)
+        dash = low.rfind("-", space + 1, pos - 1)  # a dash after that space, if any
+        word_start = (dash if dash >= 0 else space) + 1
+        if low[word_start : pos - 1] not in mods:
             break
         pos = word_start
     return pos
@@ -323,12 +327,14 @@ def place_words(r: LocationRules | None = None) -> tuple[list[str], list[str]]:
 def find_atoms(
     text: str,
     exclude: Sequence[tuple[int, int]] = (),
-    zh_words: Sequence[str] = (),
-    en_words: Sequence[str] = (),
+    zh_words: Collection[str] = (),
+    en_words: Collection[str] = (),
+    r: LocationRules | None = None,
 ) -> list[Atom]:
     """Atoms in ``text``: numbers (found here) and the given place words (found by the
     lexicon scan of the message) at every place they occur."""
-    r = rules()
+    if r is None:
+        r = rules()
     atoms: list[Atom] = []
     append = atoms.append
     pos = 0
@@ -346,10 +352,12 @@ def find_atoms(
         if atom is not None:
             append(atom)
     if not text.isascii():
-        for m in _NUMERALS.finditer(text):
+        m = _NUMERALS.search(text)  # rare: search, not finditer (cheaper without a match)
+        while m is not None:
             atom = _number_atom(text, m.start(), m.end())
             if atom is not None:
                 append(atom)
+            m = _NUMERALS.search(text, m.end())
         masked = text
         for s, e, _ in atoms:
             if text[e - 1] == "楼":
@@ -372,6 +380,7 @@ def find_atoms(
         low = text.lower()
         if len(low) == len(text):
             en_kind = r.en_kind
+            compounds, mods = r.en_compounds, r.en_mods
             for word in en_words:
                 kind = en_kind.get(word)
                 if kind is None:
@@ -383,10 +392,10 @@ def find_atoms(
                     if (
                         (i == 0 or not low[i - 1].isalnum())
                         and (not word[-1].isalnum() or not low[end : end + 1].isalnum())
-                        and low[end + 1 : end + 12].split(" ", 1)[0] not in r.en_compounds
+                        and low[end + 1 : end + 12].split(" ", 1)[0] not in compounds
                     ):
                         if kind == "fac":
-                            append((_mod_start(low, i, r.en_mods), end, "fac"))
+                            append((_mod_start(low, i, mods), end, "fac"))
                         else:
                             atom = _en_word_atom(text, low, i, end, kind, r)
                             if atom is not None:
@@ -394,7 +403,12 @@ def find_atoms(
                     i = low.find(word, end)
     if exclude:
         atoms = [a for a in atoms if not any(s < a[1] and a[0] < e for s, e in exclude)]
-    atoms.sort(key=_by_start_longest)
+    if len(atoms) == 2:  # the usual case: sort by hand
+        a, b = atoms
+        if b[0] < a[0] or (b[0] == a[0] and b[1] > a[1]):
+            atoms = [b, a]
+    elif len(atoms) > 2:
+        atoms.sort(key=_by_start_longest)
     out: list[Atom] = []
     reach = -1
     for a in atoms:  # longest first at each start; later overlapping atoms are dropped
@@ -500,9 +514,10 @@ def _joinable(text: str, a: Atom, b: Atom, between: list[bool], r: LocationRules
     if words == ["and"] and between[0] and b[2] == "floor":
         between[0] = False
         return True
-    if " ".join(words) in r.en_between_places and gap[:1].isspace():
+    joined = " ".join(words)
+    if joined in r.en_between_places and gap[:1].isspace():
         return a[2] != "room" and b[2] != "dir"
-    if " ".join(words) in r.en_joiners and (gap[:1].isspace() or not gap.strip()):
+    if joined in r.en_joiners and (gap[:1].isspace() or not gap.strip()):
         word = words[0] if words else ""
         if word == "on":
             return b[2] in ("road", "floor")
@@ -525,27 +540,39 @@ def _spans(text: str, atoms: Sequence[Atom], r: LocationRules) -> list[tuple[flo
     while i < n:
         first = i
         between = [False]
-        while i + 1 < n and _joinable(text, atoms[i], atoms[i + 1], between, r):
+        while i + 1 < n and (
+            atoms[i][1] == atoms[i + 1][0]  # touching: no need to look at the gap
+            or _joinable(text, atoms[i], atoms[i + 1], between, r)
+        ):
             i += 1
-        group = atoms[first : i + 1]
-        i += 1
-        while group and group[0][2] == "dir":  # direction words only follow a place
-            group = group[1:]
-        if not group:
-            continue
-        kinds = {a[2] for a in group}
-        score = 0.0
-        for k in kinds:
-            score += scores[k]
-        if score <= 0:
-            continue  # no anchor
-        start, end = group[0][0], group[-1][1]
-        if len(group) == 1 and text[start:end].lower() in r.vague:
-            continue
-        score += 0.3 * (len(group) - 1)
-        if kinds == _ROAD_ONLY:
+        if first == i:  # a single atom (the usual case)
+            i += 1
+            start, end, kind = atoms[first]
+            score = scores[kind]
+            if score <= 0 or text[start:end].lower() in r.vague:
+                continue  # no anchor, or a vague place on its own
+            score += 0.0  # 0.3 × (atoms − 1), as below
+            kinds: Collection[str] = (kind,)
+        else:
+            group = atoms[first : i + 1]
+            i += 1
+            while group and group[0][2] == "dir":  # direction words only follow a place
+                group = group[1:]
+            if not group:
+                continue
+            kinds = {a[2] for a in group}
+            score = 0.0
+            for k in kinds:
+                score += scores[k]
+            if score <= 0:
+                continue  # no anchor
+            start, end = group[0][0], group[-1][1]
+            if len(group) == 1 and text[start:end].lower() in r.vague:
+                continue
+            score += 0.3 * (len(group) - 1)
+        if len(kinds) == 1 and "road" in kinds:
             score -= 0.5
-        before = text[max(0, start - 20) : start].lower().rstrip()
+        before = text[start - 20 if start > 20 else 0 : start].lower().rstrip()
         if before.endswith(" the"):
             before = before[:-4].rstrip()
         if before.endswith(r.travel):
@@ -554,26 +581,23 @@ def _spans(text: str, atoms: Sequence[Atom], r: LocationRules) -> list[tuple[flo
     return spans
 
 
-_ROAD_ONLY = frozenset({"road"})
-
-
 def best_location(
     text: str,
     exclude: Sequence[tuple[int, int]] = (),
-    zh_words: Sequence[str] = (),
-    en_words: Sequence[str] = (),
+    zh_words: Collection[str] = (),
+    en_words: Collection[str] = (),
 ) -> str | None:
     """The most specific place named in ``text`` (an exact substring), or None.
 
     ``zh_words`` / ``en_words`` are the place words the lexicon scan found in it."""
     r = rules()
-    atoms = find_atoms(text, exclude, zh_words, en_words)
+    atoms = find_atoms(text, exclude, zh_words, en_words, r)
     if not atoms:
         return None
     spans = _spans(text, atoms, r)
     if not spans:
         return None
-    score, neg_start, end = max(spans)
+    score, neg_start, end = max(spans) if len(spans) > 1 else spans[0]
     if score <= 0:
         return None
     s = text[-neg_start:end].strip(" \t\r\n,.;:!?，。；：！？、'\"")
