@@ -1,4 +1,5 @@
-"""The outbox worker: performs queued Matrix writes, in order per lane, without blocking sync.
+"""The outbox worker: performs queued Matrix writes, in order per lane (edits aside, see
+below), without blocking sync.
 
 * messages and redactions use ``<per-database prefix>-<row id>`` as the Matrix
   transaction id: a retry after a crash or a timeout reuses it, so the
@@ -9,7 +10,13 @@
   (kept in the table and shown by ``!status``), never silently deleted;
 * a row may name a completion hook, run in the same transaction that marks
   it done (or parked), so follow-up work is queued exactly once;
-* a ``dm:@user`` lane first finds or creates the direct chat with that user.
+* a ``dm:@user`` lane first finds or creates the direct chat with that user;
+* edits give way: an edit is sent after the messages queued behind it (never past
+  another kind of row), at most once per ``EDIT_SETTLE_S`` per edited message, and one
+  followed in the lane by a newer edit of the same message is not sent at all — only the
+  newest text is shown anyway. The case board is edited for every case: its edits no
+  longer hold up the cases' acknowledgements, and many cases cost one edit. A dropped
+  edit is marked sent without an event id.
 Lanes are independent: one room waiting on a rate limit does not hold up another.
 """
 
@@ -19,7 +26,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -50,6 +57,9 @@ class Outcome:
 
 Hook = Callable[[Connection, dict[str, Any], Outcome], Awaitable[None]]
 
+
+EDIT_SETTLE_S = 1.0
+"""An edit waits this long (from the first unsent edit of its message) for newer rows."""
 
 REMOTE_KINDS = frozenset({"invite", "join"})
 """Writes that need another homeserver to answer (the invitee's, or the room's)."""
@@ -85,6 +95,7 @@ class OutboxWorker:
         max_attempts: int = 10,
         backoff_max_s: float = 60.0,
         idle_poll_s: float = 5.0,
+        edit_settle_s: float = EDIT_SETTLE_S,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         connectivity: Connectivity | None = None,
     ) -> None:
@@ -97,6 +108,9 @@ class OutboxWorker:
         self._max_attempts = max_attempts
         self._backoff_max_s = backoff_max_s
         self._idle_poll_s = idle_poll_s
+        self._edit_settle_s = edit_settle_s
+        self._edit_due: dict[tuple[str | None, str], float] = {}  # edited message → send at
+        self._edit_waiters: set[asyncio.Event] = set()
         self._sleep = sleep
         self._wake = asyncio.Event()
         self._lanes: dict[str, asyncio.Task[None]] = {}
@@ -105,6 +119,8 @@ class OutboxWorker:
     def wake(self) -> None:
         """Something was enqueued: look at the outbox now rather than at the next poll."""
         self._wake.set()
+        for waiter in self._edit_waiters:
+            waiter.set()
 
     async def run(self) -> None:
         try:
@@ -142,21 +158,54 @@ class OutboxWorker:
 
     async def _drain_lane(self, lane: str) -> None:
         backoff = Backoff(cap=self._backoff_max_s)
-        async with self._slots:
-            while True:
+        while True:
+            async with self._db.transaction() as conn:
+                rows = await outbox.pending_in_lane(conn, lane)
+            if not rows:
+                return
+            rows, stale = sending_order(rows)
+            if stale:
                 async with self._db.transaction() as conn:
-                    rows = await outbox.pending_in_lane(conn, lane)
-                if not rows:
-                    return
-                for row in rows:
-                    await self._connectivity.wait_up()
+                    for row in stale:
+                        await outbox.mark_sent(conn, row.id, None, row.room_id)
+                log.debug("%d superseded edit(s) in %s not sent", len(stale), lane)
+            for row in rows:
+                edited = _edit_target(row)
+                if edited is not None and not await self._edit_due_now(row.room_id, edited):
+                    break  # newer rows may have come: look at the lane again
+                await self._connectivity.wait_up()
+                # A slot per write, not per lane: a long lane (a backlog in one room, the
+                # officers' room after a catch-up) or one waiting out a backoff does not
+                # keep the other lanes from their turn.
+                async with self._slots:
                     outcome = await self._deliver(row)
-                    if outcome == "sent":
-                        backoff.reset()
-                    elif outcome == "retry":
-                        # Keep the lane's order: wait, then start again from its oldest row.
-                        await self._sleep(backoff.next_delay())
-                        break
+                if edited is not None and outcome != "retry":
+                    self._edit_due.pop((row.room_id, edited), None)
+                if outcome == "sent":
+                    backoff.reset()
+                elif outcome == "retry":
+                    # Keep the lane's order: wait, then start again from its oldest row.
+                    await self._sleep(backoff.next_delay())
+                    break
+
+    async def _edit_due_now(self, room_id: str | None, edited: str) -> bool:
+        """Whether an edit of ``edited`` may go now; if not, wait (at most until it may, or
+        until something is enqueued) and answer False. Edits of one message go out at most
+        once per ``edit_settle_s``, and acknowledgements queued meanwhile go first."""
+        loop = asyncio.get_running_loop()
+        due = self._edit_due.setdefault((room_id, edited), loop.time() + self._edit_settle_s)
+        remaining = due - loop.time()
+        if remaining <= 0:
+            return True
+        enqueued = asyncio.Event()
+        self._edit_waiters.add(enqueued)
+        try:
+            await asyncio.wait_for(enqueued.wait(), remaining)
+        except TimeoutError:
+            pass
+        finally:
+            self._edit_waiters.discard(enqueued)
+        return False
 
     async def _deliver(self, row: outbox.OutboxRow) -> Literal["sent", "parked", "retry"]:
         try:
@@ -272,6 +321,49 @@ class OutboxWorker:
         if isinstance(content, list):
             return [await self._resolve_refs(value) for value in content]
         return content
+
+
+def sending_order(
+    rows: Sequence[outbox.OutboxRow],
+) -> tuple[list[outbox.OutboxRow], list[outbox.OutboxRow]]:
+    """A lane's pending rows in the order to send them, and the edits not to send at all.
+
+    An edit waits behind the messages queued after it (up to the next row that is not a
+    message: a state event, a redaction …), so a case's acknowledgement is not held up by
+    the board edit queued just before it; an edit that a later row edits again is dropped.
+    """
+    newest: set[tuple[str | None, str]] = set()
+    stale: set[int] = set()
+    for row in reversed(rows):
+        target = _edit_target(row)
+        if target is not None:
+            if (row.room_id, target) in newest:
+                stale.add(row.id)
+            newest.add((row.room_id, target))
+    ordered: list[outbox.OutboxRow] = []
+    held: list[outbox.OutboxRow] = []
+    for row in rows:
+        if row.id in stale:
+            continue
+        if _edit_target(row) is not None:
+            held.append(row)
+            continue
+        if row.kind != "message":
+            ordered.extend(held)
+            held.clear()
+        ordered.append(row)
+    ordered.extend(held)
+    return ordered, [row for row in rows if row.id in stale]
+
+
+def _edit_target(row: outbox.OutboxRow) -> str | None:
+    if row.kind != "message" or row.event_type != "m.room.message" or row.on_done is not None:
+        return None
+    relates = row.content.get("m.relates_to")
+    if not isinstance(relates, dict) or relates.get("rel_type") != "m.replace":
+        return None
+    target = relates.get("event_id")
+    return target if isinstance(target, str) else None
 
 
 class _NoRoom(Exception):

@@ -9,6 +9,7 @@ the same bot process wrapper, the same station, so what is measured is what is t
 from __future__ import annotations
 
 import math
+import os
 import resource
 import secrets
 import shutil
@@ -69,6 +70,13 @@ def peak_rss_mb(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) a running process has used so far, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_peak_rss_mb() -> float:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 GAP_PAGE_SIZE = 100
 GAP_MAX_PAGES = 100
+PART_SIZE = 50  # events per committed part of a long /sync (see ``split_batch``)
 
 
 class LoginFailed(RuntimeError):
@@ -252,7 +253,8 @@ class MatrixGateway:
             first = False
             self.connectivity.mark_up()
             await self._maintain_keys()
-            yield batch
+            for part in split_batch(batch, token):
+                yield part
             token = batch.next_batch
 
     async def _maintain_keys(self) -> None:
@@ -365,6 +367,22 @@ class MatrixGateway:
     async def close(self) -> None:
         await self._raw.close()
         await self._client.close()
+
+
+def split_batch(batch: SyncBatch, since: str | None, size: int = PART_SIZE) -> list[SyncBatch]:
+    """A long batch (catching up after a stop: hundreds of tips) in parts of ``size`` events.
+
+    The caller commits each part, and its replies start going out while the next part is
+    handled, instead of after the whole backlog. Only the last part carries the new token;
+    the others carry ``since`` (saving it again changes nothing), so a crash between parts
+    replays the whole /sync and the inbox skips the events already handled.
+    """
+    if since is None or len(batch.events) <= size:
+        return [batch]
+    chunks = [batch.events[i : i + size] for i in range(0, len(batch.events), size)]
+    parts = [SyncBatch(since, chunk) for chunk in chunks[:-1]]
+    parts.append(SyncBatch(batch.next_batch, chunks[-1], batch.invites, batch.initial))
+    return parts
 
 
 def events_to_handle(room_id: str, raw: list[dict[str, Any]], user_id: str) -> list[RoomEvent]:

@@ -109,8 +109,12 @@ class TestUser:
             "POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/invite", {"user_id": user_id}
         )
 
-    async def send_text(self, room_id: str, body: str, **extra: Any) -> str:
-        txn = f"t{time.time_ns()}-{next(_txn)}-{uuid.uuid4().hex[:6]}"
+    async def send_text(
+        self, room_id: str, body: str, *, txn: str | None = None, **extra: Any
+    ) -> str:
+        """Send ``body``; a caller retrying a send passes the same ``txn`` each time, so the
+        homeserver posts the message once however often it is tried."""
+        txn = txn or f"t{time.time_ns()}-{next(_txn)}-{uuid.uuid4().hex[:6]}"
         content = {"msgtype": "m.text", "body": body, **extra}
         data = await self.ok(
             "PUT",

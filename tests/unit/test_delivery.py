@@ -326,3 +326,68 @@ async def test_an_invite_to_a_server_that_is_down_is_retried_then_reported_room_
     [(args, outcome)] = outcomes
     assert args["actor"] == "@wang:police.example" and args["user"] == "@li:b.example"
     assert not outcome.ok and "Can't connect" in (outcome.error or "")
+
+
+async def test_edits_give_way_to_messages_and_only_the_newest_is_sent(db: Database) -> None:
+    hs = FakeHomeserver()
+    async with db.transaction() as conn:
+        board = await outbox.enqueue(conn, "!a", "m.room.message", {"body": "board v1"})
+        other = await outbox.enqueue(conn, "!a", "m.room.message", {"body": "other v1"})
+        for body, target in [
+            ("board v2", board),
+            ("ack 1", None),
+            ("other v2", other),
+            ("board v3", board),
+            ("ack 2", None),
+            ("pin", None),
+            ("board v4", board),
+            ("ack 3", None),
+        ]:
+            content: dict[str, Any] = {"body": body}
+            if target is not None:
+                relation = {"rel_type": "m.replace", "event_id": outbox.ref(target)}
+                content["m.relates_to"] = relation
+            kind: Any = "state" if body == "pin" else "message"
+            event_type = "m.room.pinned_events" if body == "pin" else "m.room.message"
+            await outbox.enqueue(conn, "!a", event_type, content, kind=kind, state_key="")
+    await run_until_drained(OutboxWorker(db, hs, prefix="p", edit_settle_s=0))
+    # Acknowledgements first, then the newest edit of each message (an edit is not moved
+    # past the state event); the older edits of the board are never sent.
+    assert hs.timeline["!a"] == [
+        "board v1",
+        "other v1",
+        "ack 1",
+        "ack 2",
+        "other v2",
+        "ack 3",
+        "board v4",
+    ]
+    assert hs.state[("!a", "m.room.pinned_events", "")] == {"body": "pin"}
+    rows = await db.fetchall("SELECT id, status, event_id FROM outbox ORDER BY id")
+    dropped = [r[0] for r in rows if r[1] == "sent" and r[2] is None]
+    assert dropped == [3, 6]
+
+
+async def test_an_edit_waits_a_moment_and_what_is_queued_meanwhile_goes_first(
+    db: Database,
+) -> None:
+    hs = FakeHomeserver()
+    async with db.transaction() as conn:
+        board = await outbox.enqueue(conn, "!a", "m.room.message", {"body": "board"})
+    worker = OutboxWorker(db, hs, prefix="p", edit_settle_s=0.3)
+    task = asyncio.create_task(worker.run())
+    try:
+        for n in (1, 2):
+            async with db.transaction() as conn:
+                await outbox.enqueue(conn, "!a", "m.room.message", {"body": f"ack {n}"})
+                relation = {"rel_type": "m.replace", "event_id": outbox.ref(board)}
+                edit = {"body": f"board v{n}", "m.relates_to": relation}
+                await outbox.enqueue(conn, "!a", "m.room.message", edit)
+            worker.wake()
+            await asyncio.sleep(0.1)
+        assert hs.timeline["!a"] == ["board", "ack 1", "ack 2"]  # the edits wait
+        assert await worker.drain(timeout=5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert hs.timeline["!a"] == ["board", "ack 1", "ack 2", "board v2"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.matrix.gateway import events_to_handle
+from bot.domain.matrix_model import Invite, SyncBatch
+from bot.matrix.gateway import events_to_handle, split_batch
 
 BOT = "@bot:hs"
 
@@ -67,3 +68,16 @@ def test_a_redaction_names_its_target_in_the_content_in_every_room_version() -> 
     v11 = {**old_style, "event_id": "$r2", "content": {"redacts": "$tip2"}}
     events = events_to_handle("!r:hs", [old_style, v11], BOT)
     assert [ev.content.get("redacts") for ev in events] == ["$tip", "$tip2"]
+
+
+def test_a_long_batch_is_handled_in_parts_and_only_the_last_moves_the_token() -> None:
+    events = events_to_handle("!r:hs", [msg(f"$e{i}") for i in range(120)], BOT)
+    invite = Invite("!new:hs", "@li:hs", False)
+    parts = split_batch(SyncBatch("s2", events, [invite]), "s1", size=50)
+    assert [len(p.events) for p in parts] == [50, 50, 20]
+    assert [e for p in parts for e in p.events] == events
+    assert [p.next_batch for p in parts] == ["s1", "s1", "s2"]  # a crash in between: replay
+    assert [p.invites for p in parts] == [[], [], [invite]]
+    short = SyncBatch("s2", events[:50])
+    assert split_batch(short, "s1", size=50) == [short]
+    assert split_batch(SyncBatch("s1", events), None, size=50)[0].events == events
