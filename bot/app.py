@@ -81,6 +81,7 @@ class App:
         self._timed_lock = asyncio.Lock()
         self._key_requested: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._features = Features()
 
     @property
     def db(self) -> Database:
@@ -91,14 +92,18 @@ class App:
     async def transaction(self) -> AsyncIterator[Deps]:
         """A unit of work for background tasks; what it queues is sent after it commits."""
         async with self.db.transaction() as conn:
-            yield make_deps(conn, self.config, now_ms())
+            deps = make_deps(conn, self.config, now_ms())
+            yield deps
+            await self._features.end_unit(deps)
         if self._worker is not None:
             self._worker.wake()
 
     def _hooks(self, features: Features) -> dict[str, Hook]:
         def adapt(hook: FeatureHook) -> Hook:
             async def run(conn: Connection, args: dict[str, Any], out: Outcome) -> None:
-                await hook(make_deps(conn, self.config, now_ms()), args, out)
+                deps = make_deps(conn, self.config, now_ms())
+                await hook(deps, args, out)
+                await features.end_unit(deps)
 
             return run
 
@@ -127,7 +132,7 @@ class App:
                 saved = await session.load(conn)
                 since = await kv.get(conn, kv.SYNC_TOKEN)
             await gateway.connect(saved, self._password, self._save_session)
-            features = build_features()
+            features = self._features = build_features()
             worker = self._worker = OutboxWorker(
                 db,
                 gateway,

@@ -113,6 +113,7 @@ class EventPipeline:
                 for on_invite in self._features.on_invite:
                     decision = await on_invite(deps, invite)
                     log.info("invited to %s by %s: %s", invite.room_id, invite.inviter, decision)
+            await self._features.end_unit(make_deps(conn, self._config, self._clock()))
             if next_batch is not None:
                 await kv.put(conn, kv.SYNC_TOKEN, next_batch)
             return handled

@@ -16,6 +16,7 @@ from bot.features.casework import (
     authority_label,
     category_label,
     change_status,
+    flush_boards,
     local_now,
     refresh_board,
     reopen,
@@ -105,6 +106,7 @@ async def _case_pair(ctx: CommandContext, parsed: ParsedCommand) -> tuple[Case, 
 
 
 def register(features: Features) -> None:
+    features.before_commit.append(flush_boards)
     commands = features.commands
 
     @commands.command(

@@ -333,6 +333,20 @@ async def refresh_board(deps: Deps, case: Case) -> None:
 
 
 async def update_board(deps: Deps, room: ManagedRoom) -> None:
+    """The room's board must show a change: it is rendered once, when the unit of work
+    (a /sync batch, a timer run) ends — not once per case of a batch of fifty."""
+    await intake.board_due(deps.conn, room.room_id)
+
+
+async def flush_boards(deps: Deps) -> None:
+    """Render every board marked due in this unit of work (see ``update_board``)."""
+    for room_id in await intake.take_boards_due(deps.conn):
+        room = await org.room(deps.conn, room_id)
+        if room is not None:
+            await _render_board(deps, room)
+
+
+async def _render_board(deps: Deps, room: ManagedRoom) -> None:
     """The room's pinned board of this month's cases: posted once a month, then edited."""
     month = month_key(deps)
     start = _month_start_ms(deps)

@@ -20,6 +20,8 @@ InviteHandler = Callable[[Deps, Invite], Awaitable[str]]
 """Decides what to do with an invitation of the bot; returns the decision for the log."""
 Gate = Callable[[EventContext], Awaitable[str | None]]
 """Runs before everything else; returning an outcome stops the event there (e.g. throttled)."""
+UnitEnd = Callable[[Deps], Awaitable[None]]
+"""Runs once at the end of every unit of work, before it commits (work collected per unit)."""
 
 
 @dataclass
@@ -33,6 +35,11 @@ class Features:
     on_redaction: list[EventHandler] = field(default_factory=list)
     hooks: dict[str, FeatureHook] = field(default_factory=dict)
     on_invite: list[InviteHandler] = field(default_factory=list)
+    before_commit: list[UnitEnd] = field(default_factory=list)
+
+    async def end_unit(self, deps: Deps) -> None:
+        for finish in self.before_commit:
+            await finish(deps)
 
     def hook(self, name: str) -> Callable[[FeatureHook], FeatureHook]:
         def decorate(fn: FeatureHook) -> FeatureHook:

@@ -194,6 +194,24 @@ async def set_board_row(conn: Connection, room_id: str, month: str, row: int) ->
     )
 
 
+async def board_due(conn: Connection, room_id: str) -> None:
+    """Note that ``room_id``'s board must be rendered again before this unit of work ends.
+
+    A TEMP table: it belongs to this connection, a rolled-back event takes its mark with it,
+    and it is never written to disk."""
+    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS boards_due (room_id TEXT PRIMARY KEY)")
+    await conn.execute("INSERT OR IGNORE INTO temp.boards_due (room_id) VALUES (?)", (room_id,))
+
+
+async def take_boards_due(conn: Connection) -> list[str]:
+    """The rooms whose board is due (and forget them)."""
+    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS boards_due (room_id TEXT PRIMARY KEY)")
+    rows = await (await conn.execute("SELECT room_id FROM temp.boards_due")).fetchall()
+    if rows:
+        await conn.execute("DELETE FROM temp.boards_due")
+    return [str(row[0]) for row in rows]
+
+
 async def correction(
     conn: Connection, case_id: int, text: str, old: str, new: str, by: str, now: int
 ) -> None:

@@ -142,6 +142,25 @@ async def test_the_firecracker_report_becomes_a_fire_hazard_case_with_a_threaded
     assert pins
 
 
+async def test_a_batch_of_tips_renders_the_board_once_with_every_case(
+    db: Database, bot: EventPipeline
+) -> None:
+    await tip(db, bot, FIRECRACKERS)  # the board exists: later changes are edits
+    reports = [
+        "Someone is trying car doors in the B2 garage right now",
+        "A man keeps trying the door handles of building 3, unit 2",
+        "Two e-bikes were stolen from the bike shed of building 4 last night",
+    ]
+    await bot.handle_batch([message(text, ZHANG, room_id=ROOM) for text in reports], "s2")
+    rows = await drain(db)
+    numbers = [c.number for c in await all_cases(db)]
+    assert len(numbers) == 4
+    boards = [c for c in in_lane(rows, ROOM) if "Cases this month" in str(c.get("body"))]
+    assert len(boards) == 1, "one board edit for the whole batch, not one per case"
+    assert all(number in boards[0]["body"] for number in numbers)
+    assert boards[0]["m.relates_to"]["rel_type"] == "m.replace"
+
+
 async def test_the_chinese_firecracker_report_too(db: Database, bot: EventPipeline) -> None:
     await tip(db, bot, FIRECRACKERS_ZH)
     [case] = await all_cases(db)
