@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import secrets
 import shutil
 import sys
@@ -54,22 +53,22 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank - 1]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of a running process, from /proc (Linux)."""
+def _status_mb(pid: int, field: str) -> float:
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a running process, from /proc (Linux)."""
+    return _status_mb(pid, "VmRSS")
 
 
 def peak_rss_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) of a running process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return _status_mb(pid, "VmHWM")
 
 
 def cpu_s(pid: int) -> float:
@@ -77,11 +76,6 @@ def cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_peak_rss_mb() -> float:
-    """Largest peak RSS among waited-for children (after they exited)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 class LiveBench:

@@ -233,7 +233,6 @@ def _evidence(ev: Evidence, scanner: Scanner, norm: str, latin: bool) -> bool:
     then patterns, as ``Scanner.scan`` lists them); True when one has category evidence
     (even negated).  Hot path: ``_collect`` inlined for literals."""
     literals = scanner.literals
-    cats, strongest = ev.cats, ev.strongest
     places = ev.places_en if latin else ev.places_zh
     has_cats = False
     # no negation word anywhere: no term is negated (see _negated)
@@ -258,12 +257,7 @@ def _evidence(ev: Evidence, scanner: Scanner, norm: str, latin: bool) -> bool:
                     last in _ZH_NEGATOR_SECOND and norm[start - 2 : start] in _ZH_NEGATOR_PAIRS
                 )
             if not negated:
-                for name, w in info.cats:
-                    cats[name] = cats.get(name, 0.0) + w
-                    if w > strongest.get(name, 0.0):
-                        strongest[name] = w
-                if info.acute:
-                    ev.acute.update(info.acute)
+                _score(ev, info)
         if info.extra:
             _extra(ev, info)
     if scanner.pattern_regex is not None:
@@ -307,21 +301,26 @@ def _negated(norm: str, start: int, latin: bool) -> bool:
 
 def _collect(ev: Evidence, hits: list[Hit], norm: str, latin: bool) -> None:
     """Add the features of ``hits`` to ``ev`` (what ``_evidence`` does for literals)."""
-    cats, strongest = ev.cats, ev.strongest
     places = ev.places_en if latin else ev.places_zh
     for start, _term, info in hits:
         if info.places:
             places.update(info.places)
         if info.negatable:
             if not _negated(norm, start, latin):
-                for name, w in info.cats:
-                    cats[name] = cats.get(name, 0.0) + w
-                    if w > strongest.get(name, 0.0):
-                        strongest[name] = w
-                if info.acute:
-                    ev.acute.update(info.acute)
+                _score(ev, info)
         if info.extra:
             _extra(ev, info)
+
+
+def _score(ev: Evidence, info: TermInfo) -> None:
+    """Count a (not negated) term towards its categories and emergency signs."""
+    cats, strongest = ev.cats, ev.strongest
+    for name, w in info.cats:
+        cats[name] = cats.get(name, 0.0) + w
+        if w > strongest.get(name, 0.0):
+            strongest[name] = w
+    if info.acute:
+        ev.acute.update(info.acute)
 
 
 def _extra(ev: Evidence, info: TermInfo) -> None:
