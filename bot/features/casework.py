@@ -250,8 +250,7 @@ async def tell_task_forces(deps: Deps, before: Case, after: Case, actor: str) ->
     """Post a linked case's new status in each open task force's room (no reporter)."""
     for force in await taskforces.open_for_case(deps.conn, after.id):
         assert force.room_id is not None
-        room = await org.room(deps.conn, force.room_id)
-        lang = room.language if room else deps.config.language
+        lang = await org.room_language(deps.conn, force.room_id, deps.config.language)
         await deps.messenger.send(
             force.room_id,
             deps.render(

@@ -190,8 +190,7 @@ async def close_notice(deps: Deps, notice: Notice, status: str, by: str, note: s
     redact = notice.kind == "wanted" and deps.config.notices.redact_on_close
     posts = await notices.posts(deps.conn, notice.id)
     for post in posts:
-        room = await org.room(deps.conn, post.room_id)
-        lang = room.language if room else deps.config.language
+        lang = await org.room_language(deps.conn, post.room_id, deps.config.language)
         await deps.messenger.send(
             post.room_id,
             deps.render(

@@ -91,6 +91,20 @@ async def _changeable(ctx: CommandContext, ref: str | None) -> TaskForce | None:
 _TF_REF = re.compile(r"^TF-?\d{1,9}$", re.IGNORECASE)
 
 
+async def _argument_and_task_force(
+    ctx: CommandContext, parsed: ParsedCommand
+) -> tuple[str, TaskForce] | None:
+    """``<one argument> [TF-n]``: the argument and an open task force (with its room) the
+    sender may change; None when that was refused (already answered)."""
+    rest, ref = _split_ref(list(parsed.args))
+    if len(rest) != 1:
+        raise UsageError()
+    found = await _changeable(ctx, ref)
+    if found is None or found.room_id is None:
+        return None
+    return rest[0], found
+
+
 def _split_ref(args: list[str]) -> tuple[list[str], str | None]:
     """Take a ``TF-n`` out of the arguments, wherever it is."""
     rest = [a for a in args if not _TF_REF.match(a)]
@@ -146,12 +160,10 @@ async def taskforce_created(deps: Deps, args: dict[str, Any], outcome: Outcome) 
         deps.render("taskforce.intro", lang, number=found.number, name=found.name, members=members),
         tag={"kind": "taskforce.intro", "id": found.number},
     )
-    for case_id in await taskforces.case_ids(deps.conn, found.id):
-        case = await cases.by_id(deps.conn, case_id)
-        if case is not None:
-            await deps.messenger.send(
-                room_id, case_summary(deps, case, lang), tag={"kind": "taskforce.case"}
-            )
+    for case in await cases.of_taskforce(deps.conn, found.id):
+        await deps.messenger.send(
+            room_id, case_summary(deps, case, lang), tag={"kind": "taskforce.case"}
+        )
     if isinstance(reply_room, str):
         await deps.messenger.send(
             reply_room,
@@ -275,13 +287,11 @@ def register(features: Features) -> None:
         help_zh="邀请其他民警（任意服务器）加入专案组。",
     )
     async def add(ctx: CommandContext, parsed: ParsedCommand) -> None:
-        rest, ref = _split_ref(list(parsed.args))
-        if len(rest) != 1:
-            raise UsageError()
-        user = user_arg(rest[0])
-        found = await _changeable(ctx, ref)
-        if found is None or found.room_id is None:
+        picked = await _argument_and_task_force(ctx, parsed)
+        if picked is None:
             return
+        user, found = user_arg(picked[0]), picked[1]
+        assert found.room_id is not None
         if not await taskforces.add_member(ctx.deps.conn, found.id, user, ctx.sender, ctx.now_ms):
             await ctx.reply("taskforce.member_already", user=user, number=found.number)
             return
@@ -299,13 +309,12 @@ def register(features: Features) -> None:
         help_zh="将另一案件关联到专案组（并在群内发布案件摘要）。",
     )
     async def link(ctx: CommandContext, parsed: ParsedCommand) -> None:
-        rest, ref = _split_ref(list(parsed.args))
-        if len(rest) != 1:
-            raise UsageError()
-        found = await _changeable(ctx, ref)
-        if found is None or found.room_id is None:
+        picked = await _argument_and_task_force(ctx, parsed)
+        if picked is None:
             return
-        case = await find_case(ctx, rest[0])
+        found = picked[1]
+        assert found.room_id is not None
+        case = await find_case(ctx, picked[0])
         if case is None:
             return
         deps = ctx.deps
@@ -315,8 +324,7 @@ def register(features: Features) -> None:
         await cases.add_event(
             deps.conn, case.id, ctx.sender, "taskforce", None, found.number, None, ctx.now_ms
         )
-        room = await org.room(deps.conn, found.room_id)
-        lang = room.language if room else ctx.lang
+        lang = await org.room_language(deps.conn, found.room_id, ctx.lang)
         await deps.messenger.send(
             found.room_id, case_summary(deps, case, lang), tag={"kind": "taskforce.case"}
         )
@@ -344,12 +352,12 @@ def register(features: Features) -> None:
             ctx.sender, "taskforce.closed", target=found.number, detail={"note": note}
         )
         if found.room_id is not None:
-            room = await org.room(ctx.deps.conn, found.room_id)
+            lang = await org.room_language(ctx.deps.conn, found.room_id, ctx.lang)
             await ctx.deps.messenger.send(
                 found.room_id,
                 ctx.deps.render(
                     "taskforce.closed",
-                    room.language if room else ctx.lang,
+                    lang,
                     number=found.number,
                     by=ctx.sender,
                     note=note,
@@ -370,11 +378,7 @@ def register(features: Features) -> None:
         conn = ctx.deps.conn
         items = []
         for found in await taskforces.of_stations(conn, [s.id for s in visible_stations(ctx)]):
-            numbers = []
-            for case_id in await taskforces.case_ids(conn, found.id):
-                case = await cases.by_id(conn, case_id)
-                if case is not None:
-                    numbers.append(case.number)
+            numbers = [case.number for case in await cases.of_taskforce(conn, found.id)]
             items.append(
                 {
                     "number": found.number,

@@ -223,6 +223,16 @@ async def search(
     return [_case(r) for r in await cur.fetchall()], int(total_row[0]) if total_row else 0
 
 
+async def of_taskforce(conn: Connection, taskforce_id: int) -> list[Case]:
+    """The cases linked to a task force, in the order they were linked (one query)."""
+    cur = await conn.execute(
+        f"SELECT {_CASE} FROM cases JOIN taskforce_cases ON case_id = id"
+        " WHERE taskforce_id = ? ORDER BY linked_at",
+        (taskforce_id,),
+    )
+    return [_case(r) for r in await cur.fetchall()]
+
+
 async def recent_similar(
     conn: Connection,
     *,

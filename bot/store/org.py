@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bot.domain.org import JoinCode, JoinRequest, ManagedRoom, Member, Neighbourhood
+from bot.domain.render import Language
 from bot.store.clock import now_ms
 from bot.store.db import Connection
 
@@ -141,6 +142,12 @@ async def room(conn: Connection, room_id: str) -> ManagedRoom | None:
     cur = await conn.execute(f"SELECT {_ROOM} FROM rooms WHERE room_id = ?", (room_id,))
     row = await cur.fetchone()
     return _room(row) if row else None
+
+
+async def room_language(conn: Connection, room_id: str, default: Language) -> Language:
+    """The language a managed room is configured for (``default`` for any other room)."""
+    found = await room(conn, room_id)
+    return found.language if found else default
 
 
 async def room_for(conn: Connection, neighbourhood_id: int, audience: str) -> ManagedRoom | None:

@@ -117,14 +117,6 @@ async def link_case(
     return bool(cur.rowcount)
 
 
-async def case_ids(conn: Connection, taskforce_id: int) -> list[int]:
-    cur = await conn.execute(
-        "SELECT case_id FROM taskforce_cases WHERE taskforce_id = ? ORDER BY linked_at",
-        (taskforce_id,),
-    )
-    return [int(r[0]) for r in await cur.fetchall()]
-
-
 async def open_for_case(conn: Connection, case_id: int) -> list[TaskForce]:
     """The open task forces (with a room) a case is linked to."""
     cur = await conn.execute(
