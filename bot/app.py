@@ -17,6 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.config import Config
 from bot.delivery import Hook, OutboxWorker, Outcome, txn_prefix
+from bot.domain import render
 from bot.domain.matrix_model import BotSession, SyncBatch
 from bot.features import (
     basics,
@@ -112,6 +113,7 @@ class App:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (or a component fails); always closes what it opened."""
         cfg = self.config
+        render.preload()
         self._db = db = await Database.open(cfg.data_dir / DB_FILE)
         gateway = MatrixGateway(
             cfg.homeserver.url,

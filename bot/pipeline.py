@@ -104,9 +104,18 @@ class EventPipeline:
         """
 
         async def unit(conn: Connection) -> int:
+            done = await inbox.processed_among(conn, [event.event_id for event in events])
+            await e2ee.resolved(
+                conn,
+                [
+                    event.event_id
+                    for event in events
+                    if event.event_id not in done and event.type != "m.room.encrypted"
+                ],
+            )
             handled = 0
             for event in events:
-                if await self._handle_one(conn, event):
+                if await self._handle_one(conn, event, done):
                     handled += 1
             for invite in invites:
                 deps = make_deps(conn, self._config, self._clock())
@@ -120,8 +129,10 @@ class EventPipeline:
 
         return await self._db.run(unit)
 
-    async def _handle_one(self, conn: Connection, event: RoomEvent) -> bool:
-        if await inbox.is_processed(conn, event.event_id):
+    async def _handle_one(self, conn: Connection, event: RoomEvent, done: set[str]) -> bool:
+        """Handle ``event`` unless its id is in ``done`` (the batch's handled ids, which
+        grows as the batch goes: the same id twice in one batch is handled once)."""
+        if event.event_id in done:
             return False
         if event.type == "m.room.encrypted":
             # Not readable yet (its key has not arrived): kept, and handled — through this
@@ -135,7 +146,6 @@ class EventPipeline:
                 self._clock(),
             )
             return False
-        await e2ee.resolved(conn, event.event_id)
         await conn.execute("SAVEPOINT event")
         try:
             outcome = await self._dispatch(conn, event)
@@ -154,6 +164,7 @@ class EventPipeline:
             outcome = "error"
         await inbox.mark_processed(conn, event.event_id, event.room_id, event.sender, outcome)
         await conn.execute("RELEASE event")
+        done.add(event.event_id)
         return True
 
     async def _context(self, conn: Connection, event: RoomEvent) -> EventContext:

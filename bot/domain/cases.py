@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 Status = Literal[
@@ -107,17 +108,23 @@ _NUMBERS = re.compile(r"\d+")
 _WORDS = re.compile(r"[a-z]+|[\u4e00-\u9fff]")
 
 
+@lru_cache(maxsize=4096)
+def _place(location: str) -> tuple[str, frozenset[str], frozenset[str]]:
+    """A place as compared: lower-cased, its numbers, its words (each place is compared
+    with the day's other places of its neighbourhood, so this is worth keeping)."""
+    lowered = location.lower()
+    return lowered, frozenset(_NUMBERS.findall(lowered)), frozenset(_WORDS.findall(lowered))
+
+
 def same_place(a: str | None, b: str | None) -> bool:
     """Nearby enough to flag a possible duplicate: same building numbers or most words shared."""
     if not a or not b:
         return False
-    la, lb = a.lower(), b.lower()
+    (la, nums_a, words_a), (lb, nums_b, words_b) = _place(a), _place(b)
     if la in lb or lb in la:
         return True
-    nums_a, nums_b = set(_NUMBERS.findall(la)), set(_NUMBERS.findall(lb))
     if nums_a and nums_a == nums_b:
         return True
-    words_a, words_b = set(_WORDS.findall(la)), set(_WORDS.findall(lb))
     if not words_a or not words_b:
         return False
     shared = len(words_a & words_b) / min(len(words_a), len(words_b))

@@ -41,10 +41,21 @@ _HTML_ENV = jinja2.Environment(
 )
 
 
+# libyaml's loader when PyYAML has it (several times faster), else the pure-Python one.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def preload() -> None:
+    """Read every language's wording now (at startup), not when the first message needs it:
+    the first tip is not kept waiting, and a broken locale file stops the bot at once."""
+    for lang in LANGUAGES:
+        _catalogue(lang)
+
+
 @cache
 def _catalogue(lang: Language) -> dict[str, dict[str, str]]:
     raw = resources.files("bot.domain").joinpath("locales", f"{lang}.yaml").read_text("utf-8")
-    data = yaml.safe_load(raw)
+    data = yaml.load(raw, Loader=_YAML_LOADER)
     if not isinstance(data, dict):
         raise ValueError(f"locales/{lang}.yaml must be a mapping")
     catalogue: dict[str, dict[str, str]] = {}

@@ -20,7 +20,7 @@ from bot.domain.render import Language, UnknownMessageKey, text
 from bot.domain.tips import TipAnalysis
 from bot.features.context import Deps
 from bot.store import cases, intake, org, taskforces
-from bot.store.cases import NewCase
+from bot.store.cases import NewCase, PlacedCase
 
 DUPLICATE_WINDOW_MS = 24 * 3_600_000
 MEDIA_WINDOW_MS = 5 * 60_000
@@ -128,9 +128,9 @@ async def open_case(
     return case
 
 
-async def possible_duplicates(deps: Deps, case: Case) -> list[Case]:
+async def possible_duplicates(deps: Deps, case: Case) -> list[PlacedCase]:
     """Same neighbourhood, category and nearby place within a day: linked and flagged."""
-    if case.neighbourhood_id is None:
+    if case.neighbourhood_id is None or not case.location:
         return []
     similar = await cases.recent_similar(
         deps.conn,
@@ -140,9 +140,14 @@ async def possible_duplicates(deps: Deps, case: Case) -> list[Case]:
         exclude=case.id,
     )
     found = [c for c in similar if rules.same_place(c.location, case.location)]
-    for other in found:
-        await cases.link(
-            deps.conn, case.id, other.id, "possible_duplicate", deps.bot_id, deps.now_ms
+    if found:
+        await cases.link_all(
+            deps.conn,
+            case.id,
+            [other.id for other in found],
+            "possible_duplicate",
+            deps.bot_id,
+            deps.now_ms,
         )
     return found
 
@@ -157,7 +162,7 @@ async def officers_room_of(deps: Deps, station_id: str) -> ManagedRoom | None:
     return await org.officers_room(deps.conn, station_id)
 
 
-async def notify_new_case(deps: Deps, case: Case, duplicates: Sequence[Case]) -> None:
+async def notify_new_case(deps: Deps, case: Case, duplicates: Sequence[PlacedCase]) -> None:
     station = deps.config.station(case.station_id)
     room = await officers_room_of(deps, case.station_id)
     if station is None:

@@ -106,7 +106,7 @@ async def log_tip(
 ) -> rules.Case | None:
     """Open a case for ``body`` (from ``ctx.room`` or the reporter's DM) and acknowledge it."""
     analysis = analysis or analyse(body, ctx.lang)
-    if await cases.by_event(ctx.deps.conn, event_id):
+    if await cases.logged(ctx.deps.conn, event_id):
         await ctx.reply("intake.already_logged")
         return None
     room = ctx.room if ctx.room is not None and ctx.room.kind == "neighbourhood" else None
@@ -239,27 +239,29 @@ async def on_message(ctx: EventContext) -> bool:
     await intake.remember(
         deps.conn, event.event_id, event.room_id, ctx.sender, dict(event.content), ctx.now_ms
     )
+    answer = rules.yes_or_no(event.body)
     target = relation_target(event)
     if target is not None:
-        pending = await intake.question_for(
-            deps.conn, target, room_id=event.room_id, reporter=ctx.sender
-        )
-        answer = rules.yes_or_no(event.body)
-        if pending is not None and answer is not None:
-            await answer_question(ctx, pending, answer)
-            return True
+        if answer is not None:
+            pending = await intake.question_for(
+                deps.conn, target, room_id=event.room_id, reporter=ctx.sender
+            )
+            if pending is not None:
+                await answer_question(ctx, pending, answer)
+                return True
         found = await cases.case_of_event(deps.conn, target)
         # A reply names its target by id only: a case from another room (another
         # neighbourhood, someone else's direct chat) is not this conversation's.
         if found is not None and found[0].room_id == event.room_id:
             await add_to_case(ctx, found[0])
             return True
-    asked = await intake.open_question(
-        deps.conn, event.room_id, ctx.sender, ctx.now_ms - QUESTION_WINDOW_MS
-    )
-    if asked is not None and rules.yes_or_no(event.body) is not None:
-        await answer_question(ctx, asked, bool(rules.yes_or_no(event.body)))
-        return True
+    if answer is not None:
+        asked = await intake.open_question(
+            deps.conn, event.room_id, ctx.sender, ctx.now_ms - QUESTION_WINDOW_MS
+        )
+        if asked is not None:
+            await answer_question(ctx, asked, answer)
+            return True
     if event.msgtype in MEDIA_TYPES:
         return await _attach_to_recent(ctx)
     analysis = analyse(event.body, ctx.lang)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.domain.cases import Case, CaseEvent, case_number, station_prefix
 from bot.store.db import Connection
@@ -90,8 +90,32 @@ async def create(conn: Connection, new: NewCase, now: int) -> Case:
         ),
     )
     assert cur.lastrowid is not None
-    case = await by_id(conn, int(cur.lastrowid))
-    assert case is not None
+    case = Case(
+        id=int(cur.lastrowid),
+        station_id=new.station_id,
+        number=number,
+        source=new.source,
+        reporter=new.reporter,
+        reporter_name=new.reporter_name,
+        anonymous=new.anonymous,
+        neighbourhood_id=new.neighbourhood_id,
+        room_id=new.room_id,
+        event_id=new.event_id,
+        category=new.category,
+        urgent=new.urgent,
+        location=new.location,
+        identifiers=tuple(new.identifiers),
+        text=new.text,
+        text_truncated=new.text_truncated,
+        status="new",
+        assignee=new.assignee,
+        outcome=None,
+        referred_to=None,
+        duplicate_of=None,
+        created_at=now,
+        acknowledged_at=None,
+        closed_at=None,
+    )
     await add_event(conn, case.id, new.created_by, "created", None, "new", None, now)
     return case
 
@@ -121,6 +145,12 @@ async def by_event(conn: Connection, event_id: str) -> Case | None:
     cur = await conn.execute(f"SELECT {_CASE} FROM cases WHERE event_id = ?", (event_id,))
     row = await cur.fetchone()
     return _case(row) if row else None
+
+
+async def logged(conn: Connection, event_id: str) -> bool:
+    """Whether the message ``event_id`` is already some case's tip."""
+    cur = await conn.execute("SELECT 1 FROM cases WHERE event_id = ?", (event_id,))
+    return await cur.fetchone() is not None
 
 
 async def update(conn: Connection, case_id: int, now: int, **fields: Any) -> None:
@@ -233,6 +263,12 @@ async def of_taskforce(conn: Connection, taskforce_id: int) -> list[Case]:
     return [_case(r) for r in await cur.fetchall()]
 
 
+class PlacedCase(NamedTuple):
+    id: int
+    number: str
+    location: str
+
+
 async def recent_similar(
     conn: Connection,
     *,
@@ -240,13 +276,16 @@ async def recent_similar(
     category: str,
     since: int,
     exclude: int,
-) -> list[Case]:
+) -> list[PlacedCase]:
+    """The 20 newest cases of the neighbourhood and category since ``since`` that name a
+    place (the candidates for a possible duplicate), without ``exclude``."""
     cur = await conn.execute(
-        f"SELECT {_CASE} FROM cases WHERE neighbourhood_id = ? AND category = ?"
-        " AND created_at >= ? AND id != ? ORDER BY created_at DESC LIMIT 20",
+        "SELECT id, number, location FROM cases WHERE neighbourhood_id = ? AND category = ?"
+        " AND created_at >= ? AND id != ? AND location IS NOT NULL"
+        " ORDER BY created_at DESC LIMIT 20",
         (neighbourhood_id, category, since, exclude),
     )
-    return [_case(r) for r in await cur.fetchall()]
+    return [PlacedCase(int(r[0]), str(r[1]), str(r[2])) for r in await cur.fetchall()]
 
 
 async def link(conn: Connection, case_id: int, other_id: int, kind: str, by: str, now: int) -> bool:
@@ -262,6 +301,21 @@ async def link(conn: Connection, case_id: int, other_id: int, kind: str, by: str
         (other_id, case_id, kind, by, now),
     )
     return bool(cur.rowcount)
+
+
+async def link_all(
+    conn: Connection, case_id: int, other_ids: Sequence[int], kind: str, by: str, now: int
+) -> None:
+    """Link a case to each of ``other_ids`` (both directions) in one statement."""
+    await conn.executemany(
+        "INSERT OR IGNORE INTO case_links (case_id, other_id, kind, created_by, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [
+            pair
+            for other in other_ids
+            for pair in ((case_id, other, kind, by, now), (other, case_id, kind, by, now))
+        ],
+    )
 
 
 async def links(conn: Connection, case_id: int) -> list[tuple[str, str]]:

@@ -20,11 +20,21 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Hashable,
+    Iterable,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -38,8 +48,12 @@ PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
 )
+CONNECTION_SETUP = (
+    # Boards to render when the unit of work ends (``store.intake.board_due``).
+    "CREATE TEMP TABLE IF NOT EXISTS boards_due (room_id TEXT PRIMARY KEY)",
+)
 
-__all__ = ["Connection", "Cursor", "Database", "Row", "SchemaTooNewError"]
+__all__ = ["Connection", "Cursor", "Database", "Row", "SchemaTooNewError", "memoised"]
 
 T = TypeVar("T")
 Row = sqlite3.Row
@@ -74,6 +88,8 @@ class Cursor:
 class Connection(Protocol):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
 
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
 
 def _run_statement(raw: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Cursor:
     cur = raw.execute(sql, tuple(params))
@@ -81,24 +97,74 @@ def _run_statement(raw: sqlite3.Connection, sql: str, params: Sequence[Any]) -> 
     return Cursor(rows, cur.lastrowid, cur.rowcount)
 
 
+def _run_many(raw: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    raw.executemany(sql, rows)
+
+
+MEMO_TABLES = ("rooms", "members", "neighbourhoods", "kv")
+"""The tables a unit's memo (``memoised``) may hold reads of: the room, membership and
+settings facts that every event of a batch looks up again. Any statement that writes one
+of them — or a rollback — empties the memo, so a read never sees an older state."""
+
+
+_MEMO_WRITE = re.compile("^ROLLBACK|" + "|".join(MEMO_TABLES))
+
+
+@lru_cache(maxsize=2048)
+def _clears_memo(sql: str) -> bool:
+    # SELECT and SAVEPOINT (the only statements here starting with "S") never write.
+    # Cached: the same few hundred statement texts come back all the time.
+    return sql[0] != "S" and _MEMO_WRITE.search(sql) is not None
+
+
 class DirectConnection:
-    """Used on the database thread only: every ``await`` finishes immediately."""
+    """Used on the database thread only: every ``await`` finishes immediately.
+
+    One exists per unit of work; ``memo`` holds that unit's repeated reads (``memoised``).
+    """
 
     def __init__(self, raw: sqlite3.Connection) -> None:
         self._raw = raw
+        self.memo: dict[Hashable, Any] = {}
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        if self.memo and _clears_memo(sql):
+            self.memo.clear()
         return _run_statement(self._raw, sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if self.memo and _clears_memo(sql):
+            self.memo.clear()
+        _run_many(self._raw, sql, rows)
 
 
 class ProxyConnection:
-    """Used from the event loop: each statement hops to the database thread."""
+    """Used from the event loop: each statement hops to the database thread (no memo)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         return await self._db._on_thread(_run_statement, self._db._raw, sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._db._on_thread(_run_many, self._db._raw, sql, list(rows))
+
+
+async def memoised(conn: Connection, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+    """``load()``, remembered for the rest of the unit of work when ``conn`` keeps a memo.
+
+    Only for reads of ``MEMO_TABLES`` that return immutable values; ``key`` names the
+    query and its arguments.
+    """
+    memo: dict[Hashable, Any] | None = getattr(conn, "memo", None)
+    if memo is None:
+        return await load()
+    if key in memo:
+        return memo[key]  # type: ignore[no-any-return]
+    value = await load()
+    memo[key] = value
+    return value
 
 
 class HandlerSuspended(RuntimeError):
@@ -140,8 +206,8 @@ class Database:
         def connect() -> sqlite3.Connection:
             raw = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             raw.row_factory = sqlite3.Row
-            for pragma in PRAGMAS:
-                raw.execute(pragma)
+            for statement in (*PRAGMAS, *CONNECTION_SETUP):
+                raw.execute(statement)
             return raw
 
         raw = await loop.run_in_executor(executor, connect)

@@ -7,7 +7,7 @@ them counts as a direct chat, and the newest is where the bot writes first.
 from __future__ import annotations
 
 from bot.store.clock import now_ms
-from bot.store.db import Connection
+from bot.store.db import Connection, memoised
 
 
 async def room_of(conn: Connection, user_id: str) -> str | None:
@@ -23,9 +23,13 @@ async def room_of(conn: Connection, user_id: str) -> str | None:
 
 async def user_of(conn: Connection, room_id: str) -> str | None:
     """The person a direct chat is with, or None when ``room_id`` is not a direct chat."""
-    cur = await conn.execute("SELECT user_id FROM direct_rooms WHERE room_id = ?", (room_id,))
-    row = await cur.fetchone()
-    return str(row[0]) if row else None
+
+    async def load() -> str | None:
+        cur = await conn.execute("SELECT user_id FROM direct_rooms WHERE room_id = ?", (room_id,))
+        row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    return await memoised(conn, ("direct_user", room_id), load)
 
 
 async def remember(conn: Connection, user_id: str, room_id: str) -> None:

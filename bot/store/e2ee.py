@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,8 +83,9 @@ async def waiting(conn: Connection, limit: int = 200) -> list[tuple[str, str, di
     return [(r[0], r[1], json.loads(r[2])) for r in await cur.fetchall()]
 
 
-async def resolved(conn: Connection, event_id: str) -> None:
-    await conn.execute("DELETE FROM undecrypted WHERE event_id = ?", (event_id,))
+async def resolved(conn: Connection, event_ids: Sequence[str]) -> None:
+    """These events are readable now: none of them waits for a key any more."""
+    await conn.executemany("DELETE FROM undecrypted WHERE event_id = ?", [(e,) for e in event_ids])
 
 
 async def overdue(conn: Connection, before: int) -> list[tuple[str, str, str]]:

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.store.clock import now_ms
 from bot.store.db import Connection
 
+MAX_PARAMS = 500
+"""Ids per ``IN (…)`` query, well under SQLite's limit on bound parameters."""
+
 
 async def is_processed(conn: Connection, event_id: str) -> bool:
-    cur = await conn.execute("SELECT 1 FROM processed_events WHERE event_id = ?", (event_id,))
-    return await cur.fetchone() is not None
+    return bool(await processed_among(conn, [event_id]))
+
+
+async def processed_among(conn: Connection, event_ids: Sequence[str]) -> set[str]:
+    """Which of ``event_ids`` were already handled (one query for a whole /sync batch)."""
+    found: set[str] = set()
+    for start in range(0, len(event_ids), MAX_PARAMS):
+        part = event_ids[start : start + MAX_PARAMS]
+        marks = ",".join("?" * len(part))
+        cur = await conn.execute(
+            f"SELECT event_id FROM processed_events WHERE event_id IN ({marks})", part
+        )
+        found.update(str(row[0]) for row in await cur.fetchall())
+    return found
 
 
 async def mark_processed(

@@ -75,7 +75,8 @@ async def media_before(
         "SELECT event_id, room_id, sender, msgtype, body, content, at FROM recent_messages"
         " WHERE room_id = ? AND sender = ? AND at >= ?"
         " AND msgtype IN ('m.image', 'm.file', 'm.video', 'm.audio')"
-        " AND event_id NOT IN (SELECT event_id FROM case_attachments) ORDER BY at",
+        " AND NOT EXISTS (SELECT 1 FROM case_attachments a"
+        " WHERE a.event_id = recent_messages.event_id) ORDER BY at",
         (room_id, sender, since),
     )
     return [_recent(r) for r in await cur.fetchall()]
@@ -197,15 +198,13 @@ async def set_board_row(conn: Connection, room_id: str, month: str, row: int) ->
 async def board_due(conn: Connection, room_id: str) -> None:
     """Note that ``room_id``'s board must be rendered again before this unit of work ends.
 
-    A TEMP table: it belongs to this connection, a rolled-back event takes its mark with it,
-    and it is never written to disk."""
-    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS boards_due (room_id TEXT PRIMARY KEY)")
+    A TEMP table (``db.CONNECTION_SETUP`` creates it): it belongs to this connection, a
+    rolled-back event takes its mark with it, and it is never written to disk."""
     await conn.execute("INSERT OR IGNORE INTO temp.boards_due (room_id) VALUES (?)", (room_id,))
 
 
 async def take_boards_due(conn: Connection) -> list[str]:
     """The rooms whose board is due (and forget them)."""
-    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS boards_due (room_id TEXT PRIMARY KEY)")
     rows = await (await conn.execute("SELECT room_id FROM temp.boards_due")).fetchall()
     if rows:
         await conn.execute("DELETE FROM temp.boards_due")

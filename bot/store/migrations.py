@@ -439,6 +439,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX taskforce_cases_by_case ON taskforce_cases (case_id);
     """,
+    # 8: photos are looked up by event when a tip asks for the reporter's recent ones
+    # (``intake.media_before``): without this, each tip read every attachment ever kept.
+    """
+    CREATE INDEX case_attachments_by_event ON case_attachments (event_id);
+    """,
 )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from bot.domain.org import JoinCode, JoinRequest, ManagedRoom, Member, Neighbourhood
 from bot.domain.render import Language
 from bot.store.clock import now_ms
-from bot.store.db import Connection
+from bot.store.db import Connection, memoised
 
 
 class AlreadyExists(Exception):
@@ -53,9 +53,12 @@ async def add_neighbourhood(
 
 
 async def neighbourhood_by_id(conn: Connection, nbh_id: int) -> Neighbourhood | None:
-    cur = await conn.execute(f"SELECT {_NBH} FROM neighbourhoods WHERE id = ?", (nbh_id,))
-    row = await cur.fetchone()
-    return _nbh(row) if row else None
+    async def load() -> Neighbourhood | None:
+        cur = await conn.execute(f"SELECT {_NBH} FROM neighbourhoods WHERE id = ?", (nbh_id,))
+        row = await cur.fetchone()
+        return _nbh(row) if row else None
+
+    return await memoised(conn, ("neighbourhood", nbh_id), load)
 
 
 async def neighbourhood_by_slug(conn: Connection, slug: str) -> Neighbourhood | None:
@@ -139,9 +142,12 @@ async def add_room(conn: Connection, room: ManagedRoom, created_by: str) -> None
 
 
 async def room(conn: Connection, room_id: str) -> ManagedRoom | None:
-    cur = await conn.execute(f"SELECT {_ROOM} FROM rooms WHERE room_id = ?", (room_id,))
-    row = await cur.fetchone()
-    return _room(row) if row else None
+    async def load() -> ManagedRoom | None:
+        cur = await conn.execute(f"SELECT {_ROOM} FROM rooms WHERE room_id = ?", (room_id,))
+        row = await cur.fetchone()
+        return _room(row) if row else None
+
+    return await memoised(conn, ("room", room_id), load)
 
 
 async def room_language(conn: Connection, room_id: str, default: Language) -> Language:
@@ -166,11 +172,14 @@ async def room_by_alias(conn: Connection, alias: str) -> ManagedRoom | None:
 
 
 async def officers_room(conn: Connection, station_id: str) -> ManagedRoom | None:
-    cur = await conn.execute(
-        f"SELECT {_ROOM} FROM rooms WHERE kind = 'officers' AND station_id = ?", (station_id,)
-    )
-    row = await cur.fetchone()
-    return _room(row) if row else None
+    async def load() -> ManagedRoom | None:
+        cur = await conn.execute(
+            f"SELECT {_ROOM} FROM rooms WHERE kind = 'officers' AND station_id = ?", (station_id,)
+        )
+        row = await cur.fetchone()
+        return _room(row) if row else None
+
+    return await memoised(conn, ("officers_room", station_id), load)
 
 
 async def digest_room(
@@ -244,11 +253,14 @@ def _member(r: Any) -> Member:
 
 
 async def member(conn: Connection, room_id: str, user_id: str) -> Member | None:
-    cur = await conn.execute(
-        f"SELECT {_MEMBER} FROM members WHERE room_id = ? AND user_id = ?", (room_id, user_id)
-    )
-    row = await cur.fetchone()
-    return _member(row) if row else None
+    async def load() -> Member | None:
+        cur = await conn.execute(
+            f"SELECT {_MEMBER} FROM members WHERE room_id = ? AND user_id = ?", (room_id, user_id)
+        )
+        row = await cur.fetchone()
+        return _member(row) if row else None
+
+    return await memoised(conn, ("member", room_id, user_id), load)
 
 
 async def save_member(
@@ -336,10 +348,13 @@ async def memberships(conn: Connection, user_id: str) -> list[Member]:
 
 
 async def is_verified_anywhere(conn: Connection, user_id: str) -> bool:
-    cur = await conn.execute(
-        "SELECT 1 FROM members WHERE user_id = ? AND status = 'verified' LIMIT 1", (user_id,)
-    )
-    return await cur.fetchone() is not None
+    async def load() -> bool:
+        cur = await conn.execute(
+            "SELECT 1 FROM members WHERE user_id = ? AND status = 'verified' LIMIT 1", (user_id,)
+        )
+        return await cur.fetchone() is not None
+
+    return await memoised(conn, ("verified_anywhere", user_id), load)
 
 
 # --------------------------------------------------------------------- codes

@@ -110,7 +110,7 @@ async def enqueue(
             media,
             source_event,
             on_done,
-            json.dumps(on_done_args or {}, ensure_ascii=False),
+            json.dumps(on_done_args, ensure_ascii=False) if on_done_args else "{}",
             now_ms(),
         ),
     )

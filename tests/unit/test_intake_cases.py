@@ -480,3 +480,16 @@ async def test_an_encrypted_photo_sent_with_a_tip_can_be_fetched_from_the_case(
     assert "use a number from 1 to 1" in str(await drain(db))
     await bot.handle(message(f"!case file {case.number} 1", LI, room_id=DM_RESIDENT))
     assert "secret-key" not in str(await drain(db))
+
+
+async def test_a_photo_sent_just_before_a_tip_is_attached_to_that_case_only(
+    db: Database, bot: EventPipeline
+) -> None:
+    await tip(db, bot, "shed.jpg", msgtype="m.image", url="mxc://example.org/shed")
+    await tip(db, bot, FIRECRACKERS)
+    await tip(db, bot, "Someone broke into the bike shed of building 7 and stole two e-bikes")
+    first, second = sorted(await all_cases(db), key=lambda c: c.id)
+    async with db.transaction() as conn:
+        [photo] = await cases.attachments(conn, first.id)
+        assert photo["url"] == "mxc://example.org/shed"
+        assert await cases.attachments(conn, second.id) == []

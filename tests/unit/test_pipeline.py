@@ -38,6 +38,16 @@ async def test_an_event_is_handled_once_even_if_delivered_twice(db: Database) ->
     assert row.content["m.relates_to"] == {"m.in_reply_to": {"event_id": "$1"}}
 
 
+async def test_the_same_event_twice_in_one_batch_is_answered_once(db: Database) -> None:
+    p = pipeline(db)
+    twice = [message("!ping", OFFICER, "$1"), message("!ping", OFFICER, "$1")]
+    assert await p.handle_batch(twice, "s1") == 1
+    assert len(await queued(db)) == 1
+    # And a later batch repeating it (a replay after a crash) answers nothing more.
+    assert await p.handle_batch([message("!ping", OFFICER, "$1"), message("!ping")], "s2") == 1
+    assert len(await queued(db)) == 2
+
+
 async def test_chatter_is_recorded_but_not_answered(db: Database) -> None:
     assert await pipeline(db).handle(message("good morning")) is True
     assert await queued(db) == []

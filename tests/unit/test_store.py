@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import audit, inbox, kv, outbox
-from bot.store.db import Database
+from bot.domain.org import ManagedRoom
+from bot.store import audit, inbox, kv, org, outbox
+from bot.store.db import Connection, Database
 from bot.store.migrations import MIGRATIONS, SchemaTooNewError
 
 
@@ -79,4 +80,50 @@ async def test_audit_rows_keep_who_what_and_detail() -> None:
         "status",
         {"needs": ["officer"]},
     )
+    await db.close()
+
+
+ROOM = ManagedRoom("!n:x", "neighbourhood", "hq", None, "residents", None, "Court", "en", False)
+
+
+async def test_a_unit_remembers_reads_until_a_write_or_rollback_changes_them() -> None:
+    """A /sync batch looks the same room up for every event: read once per unit, but never
+    stale — a write to the table, or a rolled-back savepoint, makes the next read fresh."""
+    db = await Database.open(":memory:")
+    async with db.transaction() as conn:
+        await org.add_room(conn, ROOM, "@o:x")
+
+    async def unit(conn: Connection) -> list[str | None]:
+        seen: list[str | None] = []
+
+        async def name() -> None:
+            room = await org.room(conn, ROOM.room_id)
+            seen.append(room.language if room else None)
+
+        await name()
+        await conn.execute("UPDATE rooms SET language = 'zh' WHERE room_id = ?", (ROOM.room_id,))
+        await name()
+        await conn.execute("SAVEPOINT event")
+        await conn.execute("UPDATE rooms SET language = 'en' WHERE room_id = ?", (ROOM.room_id,))
+        await name()
+        await conn.execute("ROLLBACK TO event")
+        await conn.execute("RELEASE event")
+        await name()
+        await kv.put(conn, "k", "1")
+        assert await kv.get(conn, "k") == "1"
+        await kv.put(conn, "k", "2")
+        assert await kv.get(conn, "k") == "2"
+        return seen
+
+    assert await db.run(unit) == ["en", "zh", "en", "zh"]
+    await db.close()
+
+
+async def test_processed_among_finds_handled_ids_beyond_one_query() -> None:
+    db = await Database.open(":memory:")
+    ids = [f"$e{n}" for n in range(inbox.MAX_PARAMS * 2 + 3)]
+    async with db.transaction() as conn:
+        for event_id in ids[::2]:
+            await inbox.mark_processed(conn, event_id, "!r", "@u:x", "ok")
+        assert await inbox.processed_among(conn, ids) == set(ids[::2])
     await db.close()
