@@ -105,14 +105,9 @@ class EventPipeline:
 
         async def unit(conn: Connection) -> int:
             done = await inbox.processed_among(conn, [event.event_id for event in events])
-            await e2ee.resolved(
-                conn,
-                [
-                    event.event_id
-                    for event in events
-                    if event.event_id not in done and event.type != "m.room.encrypted"
-                ],
-            )
+            fresh = [e for e in events if e.event_id not in done and e.type != "m.room.encrypted"]
+            await e2ee.resolved(conn, [event.event_id for event in fresh])
+            await org.prefetch_senders(conn, [(event.room_id, event.sender) for event in fresh])
             handled = 0
             for event in events:
                 if await self._handle_one(conn, event, done):

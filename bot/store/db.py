@@ -53,7 +53,7 @@ CONNECTION_SETUP = (
     "CREATE TEMP TABLE IF NOT EXISTS boards_due (room_id TEXT PRIMARY KEY)",
 )
 
-__all__ = ["Connection", "Cursor", "Database", "Row", "SchemaTooNewError", "memoised"]
+__all__ = ["Connection", "Cursor", "Database", "Row", "SchemaTooNewError", "memoised", "unit_memo"]
 
 T = TypeVar("T")
 Row = sqlite3.Row
@@ -151,13 +151,18 @@ class ProxyConnection:
         await self._db._on_thread(_run_many, self._db._raw, sql, list(rows))
 
 
+def unit_memo(conn: Connection) -> dict[Hashable, Any] | None:
+    """The memo of ``conn``'s unit of work (None when it keeps none): for filling it ahead."""
+    return getattr(conn, "memo", None)
+
+
 async def memoised(conn: Connection, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
     """``load()``, remembered for the rest of the unit of work when ``conn`` keeps a memo.
 
     Only for reads of ``MEMO_TABLES`` that return immutable values; ``key`` names the
     query and its arguments.
     """
-    memo: dict[Hashable, Any] | None = getattr(conn, "memo", None)
+    memo = unit_memo(conn)
     if memo is None:
         return await load()
     if key in memo:

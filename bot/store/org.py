@@ -9,7 +9,7 @@ from typing import Any
 from bot.domain.org import JoinCode, JoinRequest, ManagedRoom, Member, Neighbourhood
 from bot.domain.render import Language
 from bot.store.clock import now_ms
-from bot.store.db import Connection, memoised
+from bot.store.db import Connection, memoised, unit_memo
 
 
 class AlreadyExists(Exception):
@@ -252,6 +252,37 @@ def _member(r: Any) -> Member:
     return Member(*r)
 
 
+def _member_key(room_id: str, user_id: str) -> tuple[str, str, str]:
+    return ("member", room_id, user_id)
+
+
+def _verified_key(user_id: str) -> tuple[str, str]:
+    return ("verified_anywhere", user_id)
+
+
+async def prefetch_senders(conn: Connection, senders: Iterable[tuple[str, str]]) -> None:
+    """Read the memberships of a /sync batch's (room, sender) pairs in one query, into the
+    unit's memo: each event's ``member`` and ``is_verified_anywhere`` then costs nothing."""
+    memo = unit_memo(conn)
+    pairs = set(senders)
+    if memo is None or not pairs:
+        return
+    users = sorted({user for _, user in pairs})
+    found: dict[tuple[str, str], Member] = {}
+    for start in range(0, len(users), 500):
+        part = users[start : start + 500]
+        cur = await conn.execute(
+            f"SELECT {_MEMBER} FROM members WHERE user_id IN ({','.join('?' * len(part))})", part
+        )
+        for row in await cur.fetchall():
+            found[(row[1], row[2])] = _member(row)
+    verified = {user for (_, user), m in found.items() if m.status == "verified"}
+    for room_id, user_id in pairs:
+        memo[_member_key(room_id, user_id)] = found.get((room_id, user_id))
+    for user_id in users:
+        memo[_verified_key(user_id)] = user_id in verified
+
+
 async def member(conn: Connection, room_id: str, user_id: str) -> Member | None:
     async def load() -> Member | None:
         cur = await conn.execute(
@@ -260,7 +291,7 @@ async def member(conn: Connection, room_id: str, user_id: str) -> Member | None:
         row = await cur.fetchone()
         return _member(row) if row else None
 
-    return await memoised(conn, ("member", room_id, user_id), load)
+    return await memoised(conn, _member_key(room_id, user_id), load)
 
 
 async def save_member(
@@ -354,7 +385,7 @@ async def is_verified_anywhere(conn: Connection, user_id: str) -> bool:
         )
         return await cur.fetchone() is not None
 
-    return await memoised(conn, ("verified_anywhere", user_id), load)
+    return await memoised(conn, _verified_key(user_id), load)
 
 
 # --------------------------------------------------------------------- codes

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import jinja2
+from jinja2 import meta
+
 from bot.domain import render
 from bot.domain.content import BOT_NAMESPACE, notice_content
+from bot.domain.render import LANGUAGES
 
 
 def test_both_languages_define_the_same_keys() -> None:
@@ -30,3 +34,16 @@ def test_reply_content_carries_relation_mentions_and_bot_tag() -> None:
     assert content["m.relates_to"] == {"m.in_reply_to": {"event_id": "$e"}}
     assert content["m.mentions"] == {"user_ids": ["@a:x"]}
     assert content[BOT_NAMESPACE] == {"kind": "k", "in_reply_to": "$e"}
+
+
+def test_no_wording_relies_on_jinja_globals() -> None:
+    """The render environments drop Jinja's globals (a faster render); no template may use
+    one, or it would fail only when that message is first sent."""
+    jinja_globals = {"range", "dict", "lipsum", "cycler", "joiner", "namespace"}
+    env = jinja2.Environment()
+    env.globals.clear()  # else the parser counts them as declared
+    for lang in LANGUAGES:
+        for key, entry in render._catalogue(lang).items():
+            for source in entry.values():
+                used = meta.find_undeclared_variables(env.parse(source))
+                assert not used & jinja_globals, f"{lang}:{key} uses {used & jinja_globals}"

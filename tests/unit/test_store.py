@@ -127,3 +127,37 @@ async def test_processed_among_finds_handled_ids_beyond_one_query() -> None:
             await inbox.mark_processed(conn, event_id, "!r", "@u:x", "ok")
         assert await inbox.processed_among(conn, ids) == set(ids[::2])
     await db.close()
+
+
+async def test_prefetched_memberships_answer_as_the_single_lookups_do() -> None:
+    db = await Database.open(":memory:")
+    async with db.transaction() as conn:
+        await org.add_room(conn, ROOM, "@o:x")
+        for user, status in (("@v:x", "verified"), ("@u:x", "unverified"), ("@l:x", "left")):
+            await org.save_member(
+                conn, room_id=ROOM.room_id, user_id=user, status=status, via="in_person"
+            )
+    pairs = [(ROOM.room_id, u) for u in ("@v:x", "@u:x", "@l:x", "@nobody:x")]
+    pairs.append(("!elsewhere:x", "@v:x"))
+
+    async def answers(conn: Connection, prefetch: bool) -> list[object]:
+        if prefetch:
+            await org.prefetch_senders(conn, pairs)
+            await conn.execute("SELECT 1")  # a read keeps the memo
+        seen: list[object] = []
+        for room_id, user in pairs:
+            seen.append(await org.member(conn, room_id, user))
+            seen.append(await org.is_verified_anywhere(conn, user))
+        return seen
+
+    direct = await db.run(lambda conn: answers(conn, False))
+    assert await db.run(lambda conn: answers(conn, True)) == direct
+    assert [m.status if m else None for m in direct[0:10:2]] == [
+        "verified",
+        "unverified",
+        "left",
+        None,
+        None,
+    ]
+    assert direct[1:10:2] == [True, False, False, False, True]
+    await db.close()
