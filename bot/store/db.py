@@ -1,7 +1,7 @@
 """One SQLite connection on its own thread, its pragmas, and the only ways to write.
 
 Why not a thread hop per statement (aiosqlite)? Measured here, each hop costs
-~180 µs, and handling one tip takes ~25 statements: the hops, not SQLite, would
+~180 µs, and handling one tip takes ~17 statements: the hops, not SQLite, would
 be the bot's ceiling. So the work of a whole unit — one event, or one /sync
 batch — runs *on the database thread*: the feature code is ordinary async code
 that awaits the database, and on that thread each await completes at once
@@ -13,6 +13,10 @@ Either way a unit is one SQLite transaction (``BEGIN IMMEDIATE`` … ``COMMIT``,
 rolled back on any exception), serialised with every other unit. That is what
 makes inbox → handler → outbox atomic. ``synchronous=FULL``: a commit survives a
 power cut, so a tip the bot has acknowledged is a tip it has stored.
+
+A unit on the database thread also keeps a memo (``memoised``): the room, membership and
+settings facts that each event of a batch would read again are read once per unit, and
+forgotten as soon as the unit writes one of those tables or rolls back a savepoint.
 """
 
 from __future__ import annotations
