@@ -52,19 +52,15 @@ class TipAnalysis:
         hotlines: tuple[Hotline, ...] = (),
     ) -> None:
         # The generated __init__ of a frozen dataclass sets each field through
-        # object.__setattr__; one is built per message, so set __dict__ at once.
-        object.__setattr__(
-            self,
-            "__dict__",
-            {
-                "is_tip": is_tip,
-                "category": category,
-                "emergency": emergency,
-                "location": location,
-                "identifiers": identifiers,
-                "confidence": confidence,
-                "hotlines": hotlines,
-            },
+        # object.__setattr__; one is built per message, so fill __dict__ at once.
+        self.__dict__.update(
+            is_tip=is_tip,
+            category=category,
+            emergency=emergency,
+            location=location,
+            identifiers=identifiers,
+            confidence=confidence,
+            hotlines=hotlines,
         )
 
 

@@ -9,7 +9,9 @@
    real reports have (recency, a witness, a request for help …), negative context
    (thanks, notices, news, films, hypotheticals, ads, lost property …), acute danger
    types and timing (now / earlier / over).  Category and danger evidence right after a
-   negation (没被偷, wasn't stolen) does not count.
+   negation (没被偷, wasn't stolen) does not count.  Only the scans and the negation
+   checks run per message: the evidence of a set of findings is worked out once and
+   shared by the messages with the same findings (``gather``).
 3. Category = the one with most evidence (ties: the strongest single cue, then
    ``category_order``); rulings of guideline §2 are lexicon groups with negative weights
    (a car broken into is not burglary) plus one rule here (with a clear premises cue,
@@ -31,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import cast
 
@@ -39,9 +41,9 @@ from bot.domain.tips import CATEGORIES, Hotline, TipAnalysis
 from bot.domain.tips.identifiers import find_identifiers
 from bot.domain.tips.identifiers import rules as identifier_rules
 from bot.domain.tips.lexicon import (
-    WORD_CHAR,
-    Hit,
+    Found,
     LexiconError,
+    Memo,
     Normaliser,
     Scanner,
     TermInfo,
@@ -85,12 +87,20 @@ ACUTE_ANY = frozenset({"fire", "gas", "trapped"})
 ACUTE_STATES = frozenset({"fire", "gas", "trapped", "down"})  # ongoing when reported
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
-_HAS_LATIN = re.compile(r"[a-z]{2}")
+# ([a-z]{2} would match the same, but a pattern starting with a repeat makes the regex
+# engine try every position instead of skipping to a letter)
+_HAS_LATIN = re.compile(r"[a-z][a-z]")
 _NEGATORS_ZH = ("没", "没有", "不", "未", "别", "无", "并非")
 _NEGATORS_EN = frozenset({"not", "no", "never", "without", "nothing", "nobody", "none"})
 _NEGATION_FILLERS = frozenset(
     {"been", "be", "was", "were", "get", "got", "really", "even", "any", "one", "actually"}
 )
+
+
+# What one scanner found in a message: the shared Found, a bit mask of its hits to
+# ignore (Scanner.find) and a bit mask of those right after a negation (_negations).
+Findings = tuple[Found, int, int]
+EVIDENCE_MEMO_SIZE = 4096  # distinct findings remembered (see Memo)
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,10 @@ class _Lexicon:
     rank: Mapping[str, int]
     hotlines: Mapping[str, tuple[str, ...]]
     primary: Mapping[str, str]
+    # gather's memo: findings of both scanners → their Evidence
+    memo: Memo[tuple[Findings | None, Findings | None], Evidence] = field(
+        default_factory=lambda: Memo(EVIDENCE_MEMO_SIZE), repr=False, compare=False
+    )
 
 
 @cache
@@ -149,6 +163,7 @@ class Evidence:
         "places_en",
         "places_zh",
         "strongest",
+        "verdicts",
     )
 
     def __init__(self) -> None:  # by hand: one of these per message
@@ -166,6 +181,8 @@ class Evidence:
         self.category: str | None = None  # strongest category (ties: category_order)
         self.best = 0.0  # its evidence
         self.base = 0.0  # tip score before the place / identifier bonuses
+        # _verdict's memo, by 2 × has_location + has_identifier (gather shares Evidence)
+        self.verdicts: list[Verdict | None] = [None, None, None, None]
 
     def finish(self, rank: Mapping[str, int]) -> Evidence:
         cats = self.cats
@@ -207,11 +224,12 @@ def gather(norm: str, lex: _Lexicon | None = None) -> Evidence:
     """Evidence from both scanners (each only on text with characters of its script).
 
     Without any category evidence (negated or not) the result is left unscored
-    (``category`` None): such a message is never a tip."""
+    (``category`` None): such a message is never a tip.  The result is shared by every
+    message with the same findings (terms, patterns, negations): do not modify it."""
     if lex is None:
         lex = _lexicon()
-    ev = Evidence()
-    has_cats = False
+    zh: Findings | None = None
+    en: Findings | None = None
     if not norm.isascii():
         part = norm
         # Chinese terms are made of non-ASCII characters: in mostly-ASCII text, scan only
@@ -220,52 +238,67 @@ def gather(norm: str, lex: _Lexicon | None = None) -> Evidence:
         size = len(norm)
         if (len(norm.encode("utf-8", "surrogatepass")) - size) * 3 < 2 * size:
             part = " " + " ".join(_NON_ASCII_RUN.findall(norm)) + " "
-        has_cats = _evidence(ev, lex.zh, part, False)
+        found, dropped = lex.zh.find(part)
+        zh = (found, dropped, _negations(found, part, False))
     if _HAS_LATIN.search(norm):
-        has_cats = _evidence(ev, lex.en, norm, True) or has_cats
+        found, dropped = lex.en.find(norm)
+        en = (found, dropped, _negations(found, norm, True))
+    key = (zh, en)
+    ev = lex.memo.results.get(key)
+    if ev is None:
+        ev = _evidence(zh, en, lex.rank)
+        lex.memo.add(key, ev)
+    return ev
+
+
+def _evidence(zh: Findings | None, en: Findings | None, rank: Mapping[str, int]) -> Evidence:
+    """The (finished, when it has category evidence) Evidence of these findings."""
+    ev = Evidence()
+    has_cats = False
+    if zh is not None:
+        has_cats = _add(ev, zh, ev.places_zh)
+    if en is not None:
+        has_cats = _add(ev, en, ev.places_en) or has_cats
     if not has_cats:
         return ev  # no category evidence: never a tip, context is irrelevant
-    return ev.finish(lex.rank)
+    return ev.finish(rank)
 
 
-def _evidence(ev: Evidence, scanner: Scanner, norm: str, latin: bool) -> bool:
-    """Add the features of the terms ``scanner`` finds in ``norm`` to ``ev`` (literals,
-    then patterns, as ``Scanner.scan`` lists them); True when one has category evidence
-    (even negated).  Hot path: ``_collect`` inlined for literals."""
-    literals = scanner.literals
-    places = ev.places_en if latin else ev.places_zh
+def _add(ev: Evidence, findings: Findings, places: set[str]) -> bool:
+    """Add the features of the terms and patterns found to ``ev`` (in the order
+    ``Scanner.scan`` lists them); True when one has category evidence (even negated)."""
+    found, dropped, negated = findings
     has_cats = False
-    # no negation word anywhere: no term is negated (see _negated)
-    maybe_negated = latin and ("no" in norm or "n't" in norm or "without" in norm)
-    for term in scanner.terms(norm):
-        info = literals[term]
-        if info.anchored and WORD_CHAR.search(norm, 0, norm.find(term)):
+    for i, (_, info) in enumerate(found.hits):
+        if dropped >> i & 1:
             continue
         if info.places:
             places.update(info.places)
         if info.negatable:
             if info.cats:
                 has_cats = True
-            start = norm.find(term)
-            if start <= 0:
-                negated = False
-            elif latin:
-                negated = maybe_negated and _negated(norm, start, True)
-            else:  # _negated, inlined
-                last = norm[start - 1]
-                negated = last in _ZH_NEGATOR_ENDS or (
-                    last in _ZH_NEGATOR_SECOND and norm[start - 2 : start] in _ZH_NEGATOR_PAIRS
-                )
-            if not negated:
+            if not negated >> i & 1:
                 _score(ev, info)
         if info.extra:
             _extra(ev, info)
-    if scanner.pattern_regex is not None:
-        hits = scanner.pattern_hits(norm)
-        if hits:
-            _collect(ev, hits, norm, latin)
-            has_cats = has_cats or any(info.cats for _, _, info in hits)
     return has_cats
+
+
+def _negations(found: Found, text: str, latin: bool) -> int:
+    """Bit mask of the negatable hits of ``found`` that come right after a negation."""
+    if not found.negatable:
+        return 0
+    if latin:
+        if "no" not in text and "n't" not in text and "without" not in text:
+            return 0  # no negation word anywhere (see _negated)
+    elif _ZH_NEGATION.search(text) is None:
+        return 0
+    mask = 0
+    hits = found.hits
+    for i in found.negatable:
+        if _negated(text, text.find(hits[i][0]), latin):
+            mask |= 1 << i
+    return mask
 
 
 _ZH_NEGATOR_ENDS = frozenset(n[-1] for n in _NEGATORS_ZH if len(n) == 1)
@@ -273,6 +306,8 @@ _ZH_NEGATOR_PAIRS = frozenset(n for n in _NEGATORS_ZH if len(n) == 2)
 _ZH_NEGATOR_SECOND = frozenset(n[-1] for n in _ZH_NEGATOR_PAIRS)
 if any(not 1 <= len(n) <= 2 for n in _NEGATORS_ZH):  # what the two sets above cover
     raise AssertionError("Chinese negators must have one or two characters")
+# Text without any of these has no negated Chinese term (see _negated).
+_ZH_NEGATION = re.compile("|".join(re.escape(n) for n in _NEGATORS_ZH))
 
 
 def _negated(norm: str, start: int, latin: bool) -> bool:
@@ -297,19 +332,6 @@ def _negated(norm: str, start: int, latin: bool) -> bool:
         before = words[-2]
         return before in _NEGATORS_EN or before.endswith("n't")
     return False
-
-
-def _collect(ev: Evidence, hits: list[Hit], norm: str, latin: bool) -> None:
-    """Add the features of ``hits`` to ``ev`` (what ``_evidence`` does for literals)."""
-    places = ev.places_en if latin else ev.places_zh
-    for start, _term, info in hits:
-        if info.places:
-            places.update(info.places)
-        if info.negatable:
-            if not _negated(norm, start, latin):
-                _score(ev, info)
-        if info.extra:
-            _extra(ev, info)
 
 
 def _score(ev: Evidence, info: TermInfo) -> None:
@@ -455,6 +477,23 @@ def _not_a_tip(conf: float) -> TipAnalysis:
     return TipAnalysis(False, None, False, None, (), conf)
 
 
+Verdict = tuple[float, bool, tuple[Hotline, ...]]  # confidence, emergency, hotlines
+
+
+def _verdict(ev: Evidence, has_location: bool, has_identifier: bool) -> Verdict:
+    """Confidence, emergency and hotlines of a message with evidence ``ev`` (with a
+    category), naming a place and an identifier or not; worked out once per Evidence."""
+    slot = 2 * has_location + has_identifier
+    verdict = ev.verdicts[slot]
+    if verdict is None:
+        category = cast(str, ev.category)
+        conf = round(confidence(score(ev, has_location, has_identifier)), 3)
+        emergency = is_emergency(ev, category)
+        verdict = (conf, emergency, hotlines_for(ev, category) if emergency else ())
+        ev.verdicts[slot] = verdict
+    return verdict
+
+
 def _analyse(text: str) -> TipAnalysis:
     lex = _lexicon()
     ev = gather(lex.normalise(text), lex)
@@ -468,12 +507,9 @@ def _analyse(text: str) -> TipAnalysis:
     location = best_location(
         text, [(a, b) for a, b, _ in idents] if idents else (), ev.places_zh, ev.places_en
     )
-    # score(ev, …), inlined
-    tip_score = ev.base + LOCATION_BONUS * (location is not None) + IDENTIFIER_BONUS * bool(idents)
-    conf = round(confidence(tip_score), 3)
+    conf, emergency, hotlines = _verdict(ev, location is not None, bool(idents))
     if conf < 0.5:
         return _not_a_tip(conf)
-    emergency = is_emergency(ev, category)
     return TipAnalysis(
         True,
         category,
@@ -481,5 +517,5 @@ def _analyse(text: str) -> TipAnalysis:
         location,
         tuple([s for _, _, s in idents]) if idents else (),
         conf,
-        hotlines_for(ev, category) if emergency else (),
+        hotlines,
     )

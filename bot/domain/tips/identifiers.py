@@ -31,7 +31,10 @@ def rules() -> IdentifierRules:
         raise LexiconError("lexicon_shared.yaml: 'identifiers' must be a mapping")
     provinces = str(data["plate_provinces"])
     separators = str(data["plate_separators"])
-    plate = rf"[{re.escape(provinces)}][A-Z][{re.escape(separators)}\s]?[A-Z0-9]{{5,6}}(?![A-Z0-9])"
+    serial = rf"[A-Z][{re.escape(separators)}\s]?[A-Z0-9]{{5,6}}(?![A-Z0-9])"
+    # one alternative per province: when every alternative starts with a literal
+    # character, the regex engine skips positions that cannot start an identifier
+    plate = "|".join(re.escape(p) + serial for p in dict.fromkeys(provinces))
     mobile = str(data["mobile_pattern"])
     re.compile(mobile)  # fail early on a bad pattern
     first = _literal_start(mobile)  # plates start with a province

@@ -17,21 +17,24 @@ Speed matters (tens of thousands of messages a second on one core), so:
   one: the regex engine only tries positions where a term can start;
 * literals are compiled into prefix tries split by first character into a few buckets
   (the engine tries a branch's alternatives one by one: one trie with 600 first
-  characters would be slow), scanned with ``findall``;
+  characters would be slow), scanned with ``findall``; terms starting with an emoji
+  get tries of their own, used only for text with such characters (``common_regexes``);
 * all patterns of a language are one alternation grouped by first character(s), and a
   match is attributed to its pattern afterwards (matches are rare);
 * each term's features are folded into one ``TermInfo`` up front, including what the
-  shorter terms it hides would have told (``_inherit``).
+  shorter terms it hides would have told (``_inherit``);
+* what a list of matches amounts to (``Found``) is worked out once and remembered
+  (``Memo``): messages share a handful of terms, in few combinations.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import yaml
 
@@ -97,12 +100,63 @@ class TermInfo:
 
 Hit = tuple[int, str, TermInfo]  # start, term, info
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Memo(Generic[K, V]):
+    """A bounded memo for results that recur.  A result is kept from the second time its
+    key is seen, so keys seen once (most messages of a varied stream) neither fill it
+    nor give the garbage collector long-lived objects to track; when full it is emptied.
+    Look results up in ``results``."""
+
+    __slots__ = ("results", "seen", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.results: dict[K, V] = {}
+        self.seen: set[int] = set()  # hashes of keys seen once
+
+    def add(self, key: K, value: V) -> None:
+        """Remember ``value`` for ``key`` if the key was seen before."""
+        h = hash(key)
+        if h not in self.seen:
+            if len(self.seen) >= 4 * self.size:
+                self.seen.clear()
+            self.seen.add(h)
+        else:
+            if len(self.results) >= self.size:
+                self.results.clear()
+            self.results[key] = value
+
+
+class Found:
+    """What a scanner's matches in one text amount to, apart from where they are: the
+    distinct terms (as ``Scanner.terms`` lists them), then the distinct patterns (as
+    ``Scanner.pattern_hits``, before its start-of-message check), each with the string
+    that locates it in the text.  Worked out once per distinct list of raw matches and
+    shared (compared by identity), so it must not be modified."""
+
+    __slots__ = ("anchored", "hits", "negatable")
+
+    def __init__(
+        self,
+        hits: tuple[tuple[str, TermInfo], ...],
+        anchored: tuple[int, ...],
+        negatable: tuple[int, ...],
+    ) -> None:
+        self.hits = hits  # (needle, info): text.find(needle) is where it starts
+        self.anchored = anchored  # indices of hits that count only at the start
+        self.negatable = negatable  # indices of hits with evidence a negation cancels
+
+
 # Opening punctuation glued to a word ("(scar", 'safe account') gets a space after it,
 # so every word is preceded by a space and English terms can start with one (then only
 # word starts are candidate positions for the regex engine).  Trailing punctuation
 # needs nothing: terms end with \b.
 _OPENER = re.compile(r"[\"'(\[{</\-—](?<![a-z0-9_].)(?=[a-z0-9])")
 WORD_CHAR = re.compile(r"\w")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")  # outside the Basic Multilingual Plane
 
 
 @dataclass(frozen=True)
@@ -135,7 +189,7 @@ class Normaliser:
             text = self.needs_fix.sub(self._fix, text).lower()
         if _OPENER.search(text) is not None:  # rare: a search is cheaper than a sub
             text = _OPENER.sub(_space_after, text)
-        return " " + " ".join(text.split()) + " "
+        return f" {' '.join(text.split())} "
 
 
 def _space_after(m: re.Match[str]) -> str:
@@ -177,24 +231,72 @@ class Scanner:
     """Compiled matchers for one language (see the module docstring)."""
 
     literal_regexes: tuple[re.Pattern[str], ...]  # tries, bucketed by first character
+    # The same tries without the terms that start with a character outside the Basic
+    # Multilingual Plane (an emoji): the regex engine cannot put such a character in the
+    # table it uses to skip positions, and then tests every position against each first
+    # character in turn.  Text without such characters has the same matches.
+    common_regexes: tuple[re.Pattern[str], ...]
+    astral_starts: str  # those first characters ("" when the two are the same)
     literals: Mapping[str, TermInfo]
     pattern_regex: re.Pattern[str] | None  # all patterns, grouped by first character(s)
     # first character(s) of a pattern match → (compiled pattern, source, info)
     patterns_by_first: Mapping[str, tuple[tuple[re.Pattern[str], str, TermInfo], ...]]
     anchored: frozenset[str]  # terms that count only at the start of a message
     inside: Mapping[str, frozenset[str]]  # term → shorter terms inside it (multi-bucket)
+    # ``find``'s memo: raw matches → Found
+    memo: Memo[tuple[tuple[str, ...], tuple[str, ...]], Found] = field(
+        default_factory=lambda: Memo(FOUND_MEMO_SIZE), init=False, repr=False, compare=False
+    )
+
+    def find(self, text: str) -> tuple[Found, int]:
+        """What ``scan`` finds in ``text``, as a shared ``Found`` plus a bit mask of its
+        hits to ignore (anchored terms not at the start of the message).  Only the regex
+        scans run per text: what the matches mean is worked out once per distinct list
+        of matches (messages share a handful of terms, in few combinations)."""
+        literals = tuple(self._literal_matches(text))
+        rx = self.pattern_regex
+        key = (literals, tuple(rx.findall(text)) if rx is not None else ())
+        found = self.memo.results.get(key)
+        if found is None:
+            found = self._interpret(*key)
+            self.memo.add(key, found)
+        dropped = 0
+        for i in found.anchored:  # rare
+            if WORD_CHAR.search(text, 0, text.find(found.hits[i][0])):
+                dropped |= 1 << i
+        return found, dropped
+
+    def _literal_matches(self, text: str) -> list[str]:
+        """What the literal tries match in ``text``, one trie after the other."""
+        regexes = self.common_regexes
+        if self.astral_starts and not text.isascii() and _ASTRAL.search(text):
+            regexes = self.literal_regexes
+        if len(regexes) == 1:
+            return regexes[0].findall(text)
+        found: list[str] = []
+        for rx in regexes:
+            found += rx.findall(text)
+        return found
+
+    def _interpret(self, literals: tuple[str, ...], patterns: tuple[str, ...]) -> Found:
+        """``Found`` for these raw matches of the literal tries and ``pattern_regex``."""
+        hits = [(term, self.literals[term]) for term in self._distinct(literals)]
+        anchored = [i for i, (_, info) in enumerate(hits) if info.anchored]
+        for matched, source, info in self._attribute(patterns):
+            if source in self.anchored:
+                anchored.append(len(hits))
+            hits.append((matched, info))
+        negatable = [i for i, (_, info) in enumerate(hits) if info.negatable]
+        return Found(tuple(hits), tuple(anchored), tuple(negatable))
 
     def terms(self, text: str) -> Iterable[str]:
         """The distinct literals found in ``text`` (keys of ``literals``), in a fixed
         order, without those inside a longer literal found too (the longer term carries
         their timing and context features).  Anchored terms are not checked here."""
-        regexes = self.literal_regexes
-        if len(regexes) == 1:
-            found: list[str] = regexes[0].findall(text)
-        else:
-            found = []
-            for rx in regexes:
-                found += rx.findall(text)
+        return self._distinct(self._literal_matches(text))
+
+    def _distinct(self, found: Sequence[str]) -> Iterable[str]:
+        """``terms`` of these raw matches of the literal tries."""
         if len(found) < 2:
             return found
         inside = self.inside
@@ -228,25 +330,35 @@ class Scanner:
         hits: list[Hit] = []
         if self.pattern_regex is None:
             return hits
+        anchored = self.anchored
+        for matched, source, info in self._attribute(self.pattern_regex.findall(text)):
+            start = text.find(matched)
+            if not (source in anchored and WORD_CHAR.search(text, 0, start)):
+                hits.append((start, source, info))
+        return hits
+
+    def _attribute(self, matches: Iterable[str]) -> list[tuple[str, str, TermInfo]]:
+        """The pattern each of ``matches`` (of ``pattern_regex``) is a match of, as (match,
+        pattern, info) for the first match of each distinct pattern."""
+        out: list[tuple[str, str, TermInfo]] = []
         seen: set[str] = set()
         by_first = self.patterns_by_first
-        anchored = self.anchored
-        for matched in self.pattern_regex.findall(text):
+        for matched in matches:
             # which pattern matched: those with the same first character(s)
             group = by_first.get(matched[:2]) or by_first.get(matched[:1], ())
             for compiled, source, info in group:
                 if source in seen or compiled.fullmatch(matched) is None:
                     continue
                 seen.add(source)
-                start = text.find(matched)
-                if not (source in anchored and WORD_CHAR.search(text, 0, start)):
-                    hits.append((start, source, info))
+                out.append((matched, source, info))
                 break
-        return hits
+        return out
 
 
 # --------------------------------------------------------------------------- loading
 
+
+FOUND_MEMO_SIZE = 4096  # distinct match lists remembered per scanner
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -471,11 +583,29 @@ def _buckets(
     return groups, index
 
 
-def trie_regexes(words: Sequence[tuple[str, bool]], latin: bool) -> tuple[re.Pattern[str], ...]:
+def trie_regexes(
+    words: Sequence[tuple[str, bool]], latin: bool
+) -> tuple[tuple[re.Pattern[str], ...], tuple[re.Pattern[str], ...]]:
     """Compiled tries of ``words`` ((text, whole_word) pairs), bucketed by first character
-    (``latin``: one bucket)."""
+    (``latin``: one bucket); and the same without the words that start outside the Basic
+    Multilingual Plane (see ``Scanner.common_regexes``)."""
     groups, _ = _buckets(words, latin)
-    return tuple(re.compile(_trie_regex(group)) for group in groups if group)
+    tries: list[re.Pattern[str]] = []
+    common: list[re.Pattern[str]] = []
+    for group in groups:
+        if not group:
+            continue
+        tries.append(re.compile(_trie_regex(group)))
+        rest = [w for w in group if not _is_astral(w[0][0])]
+        if len(rest) == len(group):
+            common.append(tries[-1])
+        elif rest:
+            common.append(re.compile(_trie_regex(rest)))
+    return tuple(tries), tuple(common)
+
+
+def _is_astral(ch: str) -> bool:
+    return ord(ch) > 0xFFFF
 
 
 def compile_scanner(
@@ -558,9 +688,11 @@ def compile_scanner(
             inner = "|".join(re.escape(k[1:]) + group(k) for k in spaced_keys)
             alts.append(f" (?:{inner})")
         pattern_regex = re.compile("|".join(alts))
-    literal_regexes = trie_regexes(trie_words, latin)
+    literal_regexes, common_regexes = trie_regexes(trie_words, latin)
     return Scanner(
         literal_regexes=literal_regexes,
+        common_regexes=common_regexes,
+        astral_starts="".join(sorted({w[0] for w, _ in trie_words if _is_astral(w[0])})),
         literals={
             w: TermInfo.of(f, contained.get(w, ()), w in anchored) for w, f in literals.items()
         },

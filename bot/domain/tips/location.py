@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
+from operator import itemgetter
 from typing import Any
 
 from bot.domain.tips.lexicon import LexiconError, read_yaml
@@ -341,9 +342,9 @@ def find_atoms(
     for token in _DIGITS.findall(text):
         start = text.find(token, pos)
         end = pos = start + len(token)
-        if end - start < 3 and text[end - 1] in _DIGIT_CHARS:
+        if len(token) < 3 and token[-1] in _DIGIT_CHARS:
             # a bare 1–2 digit number is no place, except a basement level (B2)
-            if end - start == 1 and start and text[start - 1] in "Bb" and text[start] in "1234":
+            if start and len(token) == 1 and token in "1234" and text[start - 1] in "Bb":
                 prev = text[start - 2 : start - 1]
                 if not (prev.isascii() and prev.isalnum()):
                     append((start - 1, end, "floor"))
@@ -359,11 +360,12 @@ def find_atoms(
                 append(atom)
             m = _NUMERALS.search(text, m.end())
         masked = text
-        for s, e, _ in atoms:
-            if text[e - 1] == "楼":
-                # hide "5号楼" so a word cannot start inside it (7号楼顶楼: 楼顶 would
-                # otherwise hide 顶楼)
-                masked = masked[:s] + " " * (e - s) + masked[e:]
+        if zh_words:
+            for s, e, _ in atoms:
+                if text[e - 1] == "楼":
+                    # hide "5号楼" so a word cannot start inside it (7号楼顶楼: 楼顶 would
+                    # otherwise hide 顶楼)
+                    masked = masked[:s] + " " * (e - s) + masked[e:]
         kinds_of = r.zh_kinds
         for word in zh_words:
             kinds = kinds_of.get(word)
@@ -403,12 +405,20 @@ def find_atoms(
                     i = low.find(word, end)
     if exclude:
         atoms = [a for a in atoms if not any(s < a[1] and a[0] < e for s, e in exclude)]
-    if len(atoms) == 2:  # the usual case: sort by hand
+    if len(atoms) <= 2:  # the usual cases, by hand
+        if len(atoms) < 2:
+            return atoms if not atoms or atoms[0][2] != "ordnum" else []
         a, b = atoms
         if b[0] < a[0] or (b[0] == a[0] and b[1] > a[1]):
-            atoms = [b, a]
-    elif len(atoms) > 2:
-        atoms.sort(key=_by_start_longest)
+            a, b = b, a
+        if b[0] < a[1]:  # overlapping: the later one is dropped
+            return [a] if a[2] != "ordnum" else []
+        if a[2] != "ordnum" and b[2] != "ordnum":
+            return [a, b]
+        return [x for x in (a, b) if x[2] != "ordnum"]
+    # by start, longest first (two stable sorts with C keys: equal atoms keep their order)
+    atoms.sort(key=_END_OF, reverse=True)
+    atoms.sort(key=_START_OF)
     out: list[Atom] = []
     reach = -1
     for a in atoms:  # longest first at each start; later overlapping atoms are dropped
@@ -419,8 +429,9 @@ def find_atoms(
     return out
 
 
-def _by_start_longest(a: Atom) -> tuple[int, int]:
-    return a[0], -a[1]
+_START_OF = itemgetter(0)
+_END_OF = itemgetter(1)
+_KIND_OF = itemgetter(2)
 
 
 def _zh_word_atom(text: str, start: int, end: int, kinds: frozenset[str]) -> Atom | None:
@@ -507,24 +518,31 @@ def _joinable(text: str, a: Atom, b: Atom, between: list[bool], r: LocationRules
         return True
     if b[2] == "dir":
         return False
+    joins, between[0] = _joins(gap, a[2], b[2], between[0])
+    return joins
+
+
+@lru_cache(maxsize=2048)
+def _joins(gap: str, a: str, b: str, between: bool) -> tuple[bool, bool]:
+    """Do atoms of kinds ``a`` and ``b`` separated by ``gap`` (not glue) form one place,
+    and is a "between … and" open after them (``between``: one is open before)?"""
+    r = rules()
     words = gap.lower().split()
-    if words == ["between"] and b[2] == "floor":
-        between[0] = True
-        return True
-    if words == ["and"] and between[0] and b[2] == "floor":
-        between[0] = False
-        return True
+    if words == ["between"] and b == "floor":
+        return True, True
+    if words == ["and"] and between and b == "floor":
+        return True, False
     joined = " ".join(words)
     if joined in r.en_between_places and gap[:1].isspace():
-        return a[2] != "room" and b[2] != "dir"
+        return a != "room" and b != "dir", between
     if joined in r.en_joiners and (gap[:1].isspace() or not gap.strip()):
         word = words[0] if words else ""
         if word == "on":
-            return b[2] in ("road", "floor")
+            return b in ("road", "floor"), between
         if gap.strip().lower() in r.en_between_places:
-            return a[2] != "room"
-        return not (word in ("in", "at", "by") and a[2] == "room")
-    return False
+            return a != "room", between
+        return not (word in ("in", "at", "by") and a == "room"), between
+    return False, between
 
 
 def _is_cjk(ch: str) -> bool:
@@ -537,22 +555,25 @@ def _spans(text: str, atoms: Sequence[Atom], r: LocationRules) -> list[tuple[flo
     i = 0
     n = len(atoms)
     scores = _KIND_SCORE
+    between = [False]  # a "between … and" is open (see _joinable), per run of atoms
     while i < n:
         first = i
-        between = [False]
-        while i + 1 < n and (
-            atoms[i][1] == atoms[i + 1][0]  # touching: no need to look at the gap
-            or _joinable(text, atoms[i], atoms[i + 1], between, r)
-        ):
+        a = atoms[i]
+        between[0] = False
+        while i + 1 < n:
+            b = atoms[i + 1]
+            # touching atoms need no look at the gap
+            if a[1] != b[0] and not _joinable(text, a, b, between, r):
+                break
+            a = b
             i += 1
         if first == i:  # a single atom (the usual case)
             i += 1
-            start, end, kind = atoms[first]
+            start, end, kind = a
             score = scores[kind]
             if score <= 0 or text[start:end].lower() in r.vague:
                 continue  # no anchor, or a vague place on its own
-            score += 0.0  # 0.3 × (atoms − 1), as below
-            kinds: Collection[str] = (kind,)
+            road_only = kind == "road"
         else:
             group = atoms[first : i + 1]
             i += 1
@@ -560,7 +581,7 @@ def _spans(text: str, atoms: Sequence[Atom], r: LocationRules) -> list[tuple[flo
                 group = group[1:]
             if not group:
                 continue
-            kinds = {a[2] for a in group}
+            kinds = set(map(_KIND_OF, group))
             score = 0.0
             for k in kinds:
                 score += scores[k]
@@ -570,7 +591,8 @@ def _spans(text: str, atoms: Sequence[Atom], r: LocationRules) -> list[tuple[flo
             if len(group) == 1 and text[start:end].lower() in r.vague:
                 continue
             score += 0.3 * (len(group) - 1)
-        if len(kinds) == 1 and "road" in kinds:
+            road_only = len(kinds) == 1 and "road" in kinds
+        if road_only:
             score -= 0.5
         before = text[start - 20 if start > 20 else 0 : start].lower().rstrip()
         if before.endswith(" the"):
