@@ -50,6 +50,18 @@ class NewCase:
     prefix: str | None = None
 
 
+_AS_GIVEN = (
+    *("station_id", "source", "reporter", "reporter_name", "anonymous", "neighbourhood_id"),
+    *("room_id", "event_id", "category", "urgent", "location", "text", "text_truncated"),
+    "assignee",
+)
+"""The fields of a new case stored as the ``NewCase`` gives them (so the case needs no
+reading back)."""
+_UNSET_WHEN_NEW: dict[str, Any] = dict.fromkeys(
+    ("outcome", "referred_to", "duplicate_of", "acknowledged_at", "closed_at")
+)
+
+
 async def create(conn: Connection, new: NewCase, now: int) -> Case:
     cur = await conn.execute(
         "SELECT COALESCE(MAX(seq), 0) + 1 FROM cases WHERE station_id = ? AND year = ?",
@@ -92,29 +104,12 @@ async def create(conn: Connection, new: NewCase, now: int) -> Case:
     assert cur.lastrowid is not None
     case = Case(
         id=int(cur.lastrowid),
-        station_id=new.station_id,
         number=number,
-        source=new.source,
-        reporter=new.reporter,
-        reporter_name=new.reporter_name,
-        anonymous=new.anonymous,
-        neighbourhood_id=new.neighbourhood_id,
-        room_id=new.room_id,
-        event_id=new.event_id,
-        category=new.category,
-        urgent=new.urgent,
-        location=new.location,
-        identifiers=tuple(new.identifiers),
-        text=new.text,
-        text_truncated=new.text_truncated,
         status="new",
-        assignee=new.assignee,
-        outcome=None,
-        referred_to=None,
-        duplicate_of=None,
         created_at=now,
-        acknowledged_at=None,
-        closed_at=None,
+        **_UNSET_WHEN_NEW,
+        **{name: getattr(new, name) for name in _AS_GIVEN},
+        identifiers=tuple(new.identifiers),
     )
     await add_event(conn, case.id, new.created_by, "created", None, "new", None, now)
     return case

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.domain.org import ManagedRoom
-from bot.store import audit, inbox, kv, org, outbox
+from bot.store import audit, cases, inbox, kv, org, outbox
 from bot.store.db import Connection, Database
 from bot.store.migrations import MIGRATIONS, SchemaTooNewError
 
@@ -160,4 +160,34 @@ async def test_prefetched_memberships_answer_as_the_single_lookups_do() -> None:
         None,
     ]
     assert direct[1:10:2] == [True, False, False, False, True]
+    await db.close()
+
+
+async def test_a_new_case_as_returned_is_the_case_as_stored() -> None:
+    """``cases.create`` builds the case it returns without reading it back: it must be
+    exactly what a later read finds."""
+    db = await Database.open(":memory:")
+    new = cases.NewCase(
+        station_id="hq",
+        year=2026,
+        source="room",
+        category="fire_hazard",
+        text="firecrackers in the meter box",
+        created_by="@li:x",
+        reporter="@li:x",
+        reporter_name="Li Ming",
+        anonymous=True,
+        room_id="!n:x",
+        event_id="$tip",
+        urgent=True,
+        location="22nd floor",
+        identifiers=["13812345678"],
+        text_truncated=True,
+        confidence=0.9,
+        assignee="@wang:x",
+    )
+    async with db.transaction() as conn:
+        made = await cases.create(conn, new, 1_700_000_000_000)
+        assert await cases.by_id(conn, made.id) == made
+    assert made.number == "HQ-2026-0001" and made.identifiers == ("13812345678",)
     await db.close()
