@@ -283,18 +283,16 @@ async def recent_similar(
     return [PlacedCase(int(r[0]), str(r[1]), str(r[2])) for r in await cur.fetchall()]
 
 
+_LINK = (
+    "INSERT OR IGNORE INTO case_links (case_id, other_id, kind, created_by, created_at)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+
+
 async def link(conn: Connection, case_id: int, other_id: int, kind: str, by: str, now: int) -> bool:
     """Link two cases (both directions); False if they were already linked."""
-    cur = await conn.execute(
-        "INSERT OR IGNORE INTO case_links (case_id, other_id, kind, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (case_id, other_id, kind, by, now),
-    )
-    await conn.execute(
-        "INSERT OR IGNORE INTO case_links (case_id, other_id, kind, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (other_id, case_id, kind, by, now),
-    )
+    cur = await conn.execute(_LINK, (case_id, other_id, kind, by, now))
+    await conn.execute(_LINK, (other_id, case_id, kind, by, now))
     return bool(cur.rowcount)
 
 
@@ -303,8 +301,7 @@ async def link_all(
 ) -> None:
     """Link a case to each of ``other_ids`` (both directions) in one statement."""
     await conn.executemany(
-        "INSERT OR IGNORE INTO case_links (case_id, other_id, kind, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
+        _LINK,
         [
             pair
             for other in other_ids

@@ -34,6 +34,7 @@ from collections.abc import (
     Coroutine,
     Hashable,
     Iterable,
+    Iterator,
     Sequence,
 )
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +58,17 @@ CONNECTION_SETUP = (
     "CREATE TEMP TABLE IF NOT EXISTS boards_due (room_id TEXT PRIMARY KEY)",
 )
 
-__all__ = ["Connection", "Cursor", "Database", "Row", "SchemaTooNewError", "memoised", "unit_memo"]
+__all__ = [
+    "MAX_PARAMS",
+    "Connection",
+    "Cursor",
+    "Database",
+    "Row",
+    "SchemaTooNewError",
+    "in_parts",
+    "memoised",
+    "unit_memo",
+]
 
 T = TypeVar("T")
 Row = sqlite3.Row
@@ -153,6 +164,18 @@ class ProxyConnection:
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._db._on_thread(_run_many, self._db._raw, sql, list(rows))
+
+
+MAX_PARAMS = 500
+"""Values per ``IN (…)`` list, well under SQLite's limit on bound parameters."""
+
+
+def in_parts(values: Sequence[T]) -> Iterator[tuple[Sequence[T], str]]:
+    """``values`` in parts of at most ``MAX_PARAMS``, each with its ``?,?,…`` marks for an
+    ``IN (…)`` list: a whole batch's ids in as few queries as SQLite allows."""
+    for start in range(0, len(values), MAX_PARAMS):
+        part = values[start : start + MAX_PARAMS]
+        yield part, ",".join("?" * len(part))
 
 
 def unit_memo(conn: Connection) -> dict[Hashable, Any] | None:

@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.store.clock import now_ms
-from bot.store.db import Connection
-
-MAX_PARAMS = 500
-"""Ids per ``IN (…)`` query, well under SQLite's limit on bound parameters."""
+from bot.store.db import Connection, in_parts
 
 
 async def is_processed(conn: Connection, event_id: str) -> bool:
@@ -18,9 +15,7 @@ async def is_processed(conn: Connection, event_id: str) -> bool:
 async def processed_among(conn: Connection, event_ids: Sequence[str]) -> set[str]:
     """Which of ``event_ids`` were already handled (one query for a whole /sync batch)."""
     found: set[str] = set()
-    for start in range(0, len(event_ids), MAX_PARAMS):
-        part = event_ids[start : start + MAX_PARAMS]
-        marks = ",".join("?" * len(part))
+    for part, marks in in_parts(event_ids):
         cur = await conn.execute(
             f"SELECT event_id FROM processed_events WHERE event_id IN ({marks})", part
         )

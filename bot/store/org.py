@@ -9,7 +9,7 @@ from typing import Any
 from bot.domain.org import JoinCode, JoinRequest, ManagedRoom, Member, Neighbourhood
 from bot.domain.render import Language
 from bot.store.clock import now_ms
-from bot.store.db import Connection, memoised, unit_memo
+from bot.store.db import Connection, in_parts, memoised, unit_memo
 
 
 class AlreadyExists(Exception):
@@ -269,11 +269,8 @@ async def prefetch_senders(conn: Connection, senders: Iterable[tuple[str, str]])
         return
     users = sorted({user for _, user in pairs})
     found: dict[tuple[str, str], Member] = {}
-    for start in range(0, len(users), 500):
-        part = users[start : start + 500]
-        cur = await conn.execute(
-            f"SELECT {_MEMBER} FROM members WHERE user_id IN ({','.join('?' * len(part))})", part
-        )
+    for part, marks in in_parts(users):
+        cur = await conn.execute(f"SELECT {_MEMBER} FROM members WHERE user_id IN ({marks})", part)
         for row in await cur.fetchall():
             found[(row[1], row[2])] = _member(row)
     verified = {user for (_, user), m in found.items() if m.status == "verified"}

@@ -9,7 +9,7 @@ import pytest
 
 from bot.domain.org import ManagedRoom
 from bot.store import audit, cases, inbox, kv, org, outbox
-from bot.store.db import Connection, Database
+from bot.store.db import MAX_PARAMS, Connection, Database
 from bot.store.migrations import MIGRATIONS, SchemaTooNewError
 
 
@@ -121,7 +121,7 @@ async def test_a_unit_remembers_reads_until_a_write_or_rollback_changes_them() -
 
 async def test_processed_among_finds_handled_ids_beyond_one_query() -> None:
     db = await Database.open(":memory:")
-    ids = [f"$e{n}" for n in range(inbox.MAX_PARAMS * 2 + 3)]
+    ids = [f"$e{n}" for n in range(MAX_PARAMS * 2 + 3)]
     async with db.transaction() as conn:
         for event_id in ids[::2]:
             await inbox.mark_processed(conn, event_id, "!r", "@u:x", "ok")
